@@ -1,0 +1,131 @@
+"""Node configuration: one YAML file, facts and classes inline or in their own files.
+
+YAML is fine here because these are local files written by the operator; nothing from the
+wire is ever parsed with YAML.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agents.protocol.destinations import validate_name
+from agents.protocol.transport import DEFAULT_HEARTBEATS, parse_brokers
+
+
+class ConfigError(ValueError):
+    """A node configuration that cannot be used; the message names the setting."""
+
+
+@dataclass
+class NodeConfig:
+    """Everything one node daemon needs; defaults make a node for the embedded broker."""
+
+    identity: str = field(default_factory=socket.getfqdn)
+    facts: dict[str, Any] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+    collectives: list[str] = field(default_factory=lambda: ["mcollective"])
+    main_collective: str = "mcollective"
+    brokers: list[tuple[str, int]] = field(default_factory=lambda: [("127.0.0.1", 61613)])
+    login: str | None = None
+    passcode: str | None = None
+    agents: list[str] | None = None  # None: every available agent
+    heartbeats: tuple[int, int] = DEFAULT_HEARTBEATS
+    register_interval: float = 300.0
+    workers: int = 4
+    connect_timeout: float = 5.0
+    directed: bool = False
+
+    def __post_init__(self) -> None:
+        for collective in self.collectives:
+            validate_name("collective", collective)
+        if self.main_collective not in self.collectives:
+            raise ConfigError(
+                f"main_collective {self.main_collective!r} is not in collectives {self.collectives}"
+            )
+        if not self.identity:
+            raise ConfigError("identity must not be empty")
+
+
+def _read_facts(value: Any, base: Path) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        path = (base / value).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"facts file {path}: {exc.strerror}") from exc
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        if not isinstance(data, dict):
+            raise ConfigError(f"facts file {path} must hold a mapping")
+        return data
+    raise ConfigError("facts must be a mapping or a path to a YAML/JSON file")
+
+
+def _read_classes(value: Any, base: Path) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    if isinstance(value, str):
+        path = (base / value).expanduser()
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"classes file {path}: {exc.strerror}") from exc
+        return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    raise ConfigError("classes must be a list or a path to a file with one class per line")
+
+
+def config_from_dict(raw: dict[str, Any], base: Path | None = None) -> NodeConfig:
+    """Build a NodeConfig from a parsed YAML mapping; relative file paths resolve from ``base``."""
+    base = base or Path.cwd()
+    known = set(NodeConfig.__dataclass_fields__)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
+    kwargs: dict[str, Any] = dict(raw)
+    kwargs["facts"] = _read_facts(raw.get("facts"), base)
+    kwargs["classes"] = _read_classes(raw.get("classes"), base)
+    if "brokers" in raw:
+        try:
+            brokers = raw["brokers"]
+            kwargs["brokers"] = parse_brokers(
+                brokers if isinstance(brokers, str) else ",".join(brokers)
+            )
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"brokers: {exc}") from exc
+    if "collectives" in raw and "main_collective" not in raw and raw["collectives"]:
+        kwargs["main_collective"] = raw["collectives"][0]
+    if "heartbeats" in raw:
+        kwargs["heartbeats"] = tuple(int(x) for x in raw["heartbeats"])
+    # Secrets may come from the environment so they stay out of the config file.
+    kwargs.setdefault("login", os.environ.get("SWITCHBOARD_NODE_LOGIN"))
+    kwargs.setdefault("passcode", os.environ.get("SWITCHBOARD_NODE_PASSCODE"))
+    try:
+        return NodeConfig(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    """Read a node's YAML config file (see agents/examples/node.yaml)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings")
+    return config_from_dict(raw, path.parent)

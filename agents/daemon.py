@@ -1,0 +1,386 @@
+"""The node daemon: one STOMP connection, a subscription per agent per collective, replies.
+
+Guarantees: a bad frame (not JSON, wrong protocol, oversized, bad filter) is logged,
+counted and dropped without disturbing the next one; a request whose filter does not match,
+whose TTL has passed or whose id was already seen gets no reply and is counted; every
+request that passes gets exactly one Reply on its ``reply-to`` queue. Actions run in a small
+worker pool so the stomp.py receiver thread is never blocked by a slow action.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import random
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import stomp
+
+from agents import __version__
+from agents.config import ConfigError, NodeConfig, load_config
+from agents.dispatch import dispatch
+from agents.filters import Filter, FilterSyntaxError, Node
+from agents.plugins import ActionContext, Agent, load_agents
+from agents.protocol import (
+    CONTENT_TYPE_JSON,
+    HEADER_IDENTITY,
+    HEADER_REPLY_TO,
+    BrokerUnavailable,
+    ProtocolError,
+    Registration,
+    Reply,
+    Request,
+    Status,
+    broadcast_topic,
+    decode_request,
+    directed_queue,
+    encode,
+    registration_topic,
+)
+from agents.protocol.transport import build_connection, format_brokers, start_connection
+
+log = logging.getLogger(__name__)
+
+COUNTERS = (
+    "total", "passed", "filtered", "replies", "ttl_expired", "invalid", "duplicates",
+    "errors", "reconnects",
+)  # fmt: skip
+RECENT_REQUEST_IDS = 4096
+
+
+class _Listener(stomp.ConnectionListener):
+    """Hands frames to the daemon; runs on stomp.py's receiver thread, so it only queues."""
+
+    def __init__(self, daemon: NodeDaemon) -> None:
+        self.daemon = daemon
+
+    def on_message(self, frame: Any) -> None:
+        self.daemon.submit(dict(frame.headers), frame.body)
+
+    def on_receipt(self, frame: Any) -> None:
+        self.daemon.receipt_arrived(frame.headers.get("receipt-id", ""))
+
+    def on_error(self, frame: Any) -> None:
+        log.warning("%s: broker error: %s", self.daemon.identity, frame.headers.get("message"))
+
+    def on_disconnected(self) -> None:
+        self.daemon.connection_lost()
+
+
+class NodeDaemon:
+    """One node: owns its STOMP connection, subscriptions, worker pool and counters."""
+
+    def __init__(self, config: NodeConfig, *, agents: dict[str, Agent] | None = None) -> None:
+        self.config = config
+        self.identity = config.identity
+        self.agents = load_agents(config.agents) if agents is None else agents
+        self.node = Node(config.identity, config.facts, config.classes, sorted(self.agents))
+        self.started_at = time.time()
+        self._counts = dict.fromkeys(COUNTERS, 0)
+        self._lock = threading.Lock()
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix=f"node-{self.identity}")
+        self._stopping = threading.Event()
+        self._receipts: dict[str, threading.Event] = {}
+        self._reconnecting = threading.Lock()
+        self._conn: stomp.Connection | None = None
+        self._register_thread: threading.Thread | None = None
+        self._serving = False  # only a started daemon reconnects on its own
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self, *, register_periodically: bool = True) -> None:
+        """Connect, subscribe and register; returns once the subscriptions are confirmed.
+
+        Raises BrokerUnavailable if no broker answers within ``config.connect_timeout``.
+        """
+        self._stopping.clear()
+        self._conn = build_connection(
+            self.config.brokers,
+            heartbeats=self.config.heartbeats,
+            timeout=self.config.connect_timeout,
+        )
+        self._conn.set_listener("node", _Listener(self))
+        self._connect_and_subscribe()
+        self._serving = True
+        self.publish_registration()
+        if register_periodically and self.config.register_interval > 0:
+            self._register_thread = threading.Thread(
+                target=self._register_loop, name=f"register-{self.identity}", daemon=True
+            )
+            self._register_thread.start()
+
+    def stop(self) -> None:
+        """Unsubscribe and disconnect; pending actions finish, no reconnect is attempted."""
+        self._stopping.set()
+        self._serving = False
+        conn = self._conn
+        if conn is not None:
+            try:
+                if conn.is_connected():
+                    conn.disconnect()
+            except Exception as exc:  # a dead socket is fine: we are leaving anyway
+                log.debug("%s: disconnect failed: %s", self.identity, exc)
+            conn.transport.running = False
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+    def is_connected(self) -> bool:
+        """True while the STOMP connection is up."""
+        return self._conn is not None and self._conn.is_connected()
+
+    def stats(self) -> dict[str, int]:
+        """A snapshot of the message counters."""
+        with self._lock:
+            return dict(self._counts)
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def _connect_and_subscribe(self) -> None:
+        assert self._conn is not None
+        conn = self._conn
+        start_connection(
+            conn,
+            self.config.brokers,
+            self.config.login,
+            self.config.passcode,
+            timeout=self.config.connect_timeout,
+        )
+        destinations = [
+            broadcast_topic(collective, agent)
+            for collective in self.config.collectives
+            for agent in sorted(self.agents)
+        ]
+        for dest in destinations:
+            conn.subscribe(dest, id=dest, ack="auto")
+        if self.config.directed:
+            # Needs a broker with selectors (ActiveMQ); coilmq ignores them.
+            for collective in self.config.collectives:
+                queue = directed_queue(collective)
+                conn.subscribe(
+                    queue,
+                    id=queue,
+                    ack="auto",
+                    headers={"selector": f"{HEADER_IDENTITY} = '{self.identity}'"},
+                )
+        # A receipt on a last no-op frame proves the broker processed every SUBSCRIBE
+        # before it, so callers may publish as soon as start() returns.
+        self._await_receipt(conn, destinations[-1] if destinations else "")
+
+    def _await_receipt(self, conn: stomp.Connection, destination: str) -> None:
+        receipt = f"subscribed-{self.identity}-{time.monotonic_ns()}"
+        event = threading.Event()
+        self._receipts[receipt] = event
+        try:
+            conn.send_frame("BEGIN", {"transaction": receipt, "receipt": receipt})
+            conn.send_frame("ABORT", {"transaction": receipt})
+            if not event.wait(self.config.connect_timeout):
+                raise BrokerUnavailable(
+                    f"{self.identity}: broker {format_brokers(self.config.brokers)} did not "
+                    f"confirm the subscriptions within {self.config.connect_timeout:g} s"
+                )
+        finally:
+            self._receipts.pop(receipt, None)
+
+    def receipt_arrived(self, receipt_id: str) -> None:
+        """Called by the listener for each RECEIPT frame."""
+        event = self._receipts.get(receipt_id)
+        if event is not None:
+            event.set()
+
+    def connection_lost(self) -> None:
+        """Called by the listener when the connection drops: reconnect in the background."""
+        if self._stopping.is_set() or not self._serving:
+            return
+        log.warning("%s: lost the broker connection; reconnecting", self.identity)
+        threading.Thread(
+            target=self._reconnect_loop, name=f"reconnect-{self.identity}", daemon=True
+        ).start()
+
+    def _reconnect_loop(self) -> None:
+        if not self._reconnecting.acquire(blocking=False):
+            return  # another reconnect is already running
+        try:
+            delay = 0.01
+            while not self._stopping.is_set():
+                try:
+                    self._connect_and_subscribe()
+                    self._count("reconnects")
+                    log.info("%s: reconnected and resubscribed", self.identity)
+                    self.publish_registration()
+                    return
+                except BrokerUnavailable as exc:
+                    log.warning("%s: %s; retrying in %.2f s", self.identity, exc, delay)
+                    self._stopping.wait(delay)
+                    delay = min(delay * 2, 30.0)
+        finally:
+            self._reconnecting.release()
+
+    # -- registration ---------------------------------------------------------------------
+
+    def registration(self) -> Registration:
+        """This node's Registration envelope, stamped now."""
+        return Registration(
+            identity=self.identity,
+            collectives=list(self.config.collectives),
+            facts=self.config.facts,
+            classes=list(self.config.classes),
+            agents=sorted(self.agents),
+            msgtime=time.time(),
+        )
+
+    def publish_registration(self) -> None:
+        """Send the Registration to each collective's registration topic (best effort)."""
+        conn = self._conn
+        if conn is None or not conn.is_connected():
+            return
+        body = encode(self.registration())
+        for collective in self.config.collectives:
+            try:
+                conn.send(registration_topic(collective), body, content_type=CONTENT_TYPE_JSON)
+            except Exception as exc:  # the reconnect path will register again
+                log.warning("%s: registration not sent: %s", self.identity, exc)
+
+    def _register_loop(self) -> None:
+        interval = self.config.register_interval
+        # Jitter spreads a fleet's registrations so they do not arrive in one burst.
+        while not self._stopping.wait(interval * random.uniform(0.9, 1.1)):  # noqa: S311
+            self.publish_registration()
+
+    # -- requests -------------------------------------------------------------------------
+
+    def submit(self, headers: dict[str, str], body: str | bytes) -> None:
+        """Queue one received frame for a worker; never blocks the receiver thread."""
+        try:
+            self._pool.submit(self.handle_frame, headers, body)
+        except RuntimeError:
+            log.debug("%s: frame arrived after shutdown; dropped", self.identity)
+
+    def handle_frame(self, headers: dict[str, str], body: str | bytes) -> Reply | None:
+        """Decode, check and run one frame; returns the Reply sent, or None if dropped."""
+        self._count("total")
+        try:
+            request = decode_request(body)
+            flt = Filter.from_dict(request.filter)
+        except (ProtocolError, FilterSyntaxError) as exc:
+            self._count("invalid")
+            log.warning("%s: dropped invalid message: %s", self.identity, exc)
+            return None
+        if request.collective not in self.config.collectives:
+            self._count("invalid")
+            log.warning("%s: dropped request for collective %s", self.identity, request.collective)
+            return None
+        now = time.time()
+        # Future-dated requests are refused too (MCollective accepted them; Choria does not).
+        if request.is_expired(now) or request.msgtime > now + request.ttl:
+            self._count("ttl_expired")
+            log.info("%s: request %s outside its ttl; dropped", self.identity, request.requestid)
+            return None
+        if not self._first_sighting(request.requestid):
+            self._count("duplicates")
+            return None
+        if not flt.matches(self.node):
+            self._count("filtered")
+            return None
+        self._count("passed")
+        reply = dispatch(request, self.agents, self.identity, self._context)
+        if reply.statuscode == Status.UNKNOWN_ERROR:
+            self._count("errors")
+        self._send_reply(headers.get(HEADER_REPLY_TO), request, reply)
+        return reply
+
+    def _first_sighting(self, requestid: str) -> bool:
+        # Brokers deliver at most once, but a network of brokers can still duplicate.
+        with self._lock:
+            if requestid in self._seen:
+                return False
+            self._seen[requestid] = None
+            if len(self._seen) > RECENT_REQUEST_IDS:
+                self._seen.popitem(last=False)
+            return True
+
+    def _context(self, request: Request) -> ActionContext:
+        return ActionContext(
+            identity=self.identity,
+            facts=self.config.facts,
+            classes=list(self.config.classes),
+            agents=sorted(self.agents),
+            collectives=list(self.config.collectives),
+            main_collective=self.config.main_collective,
+            version=__version__,
+            started_at=self.started_at,
+            stats=self.stats(),
+            request=request,
+        )
+
+    def _send_reply(self, reply_to: str | None, request: Request, reply: Reply) -> None:
+        if not reply_to:
+            log.info(
+                "%s: request %s has no reply-to; not answered", self.identity, request.requestid
+            )
+            return
+        try:
+            body = encode(reply)
+        except ProtocolError as exc:
+            body = encode(
+                Reply.for_request(
+                    request,
+                    senderid=self.identity,
+                    statuscode=Status.UNKNOWN_ERROR,
+                    statusmsg=f"reply could not be sent: {exc}",
+                )
+            )
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.send(reply_to, body, content_type=CONTENT_TYPE_JSON)
+            self._count("replies")
+        except Exception as exc:
+            log.warning("%s: reply to %s not sent: %s", self.identity, request.requestid, exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``switchboard-node --config /etc/switchboard/node.yaml``: run until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(prog="switchboard-node", description=__doc__)
+    parser.add_argument("--config", default="/etc/switchboard/node.yaml", help="YAML config")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
+    )
+    try:
+        config = load_config(args.config)
+        daemon = NodeDaemon(config)
+    except (ConfigError, KeyError) as exc:
+        log.error("configuration error: %s", exc)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            daemon.start()
+            break
+        except BrokerUnavailable as exc:
+            log.warning("%s; retrying in %.0f s", exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 30.0)
+    if not stop.is_set():
+        log.info(
+            "%s serving agents %s in %s via %s",
+            config.identity,
+            ", ".join(sorted(daemon.agents)),
+            ", ".join(config.collectives),
+            format_brokers(config.brokers),
+        )
+        stop.wait()
+    daemon.stop()
+    return 0
