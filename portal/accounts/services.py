@@ -1,0 +1,55 @@
+"""Operator accounts: demo seeding and API tokens."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from django.contrib.auth.models import Group, User
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+# Each demo account: (username, group, is_superuser). Roles proper arrive with RBAC; until then
+# the groups name what each account is for.
+DEMO_ACCOUNTS = (
+    ("admin", "admin", True),
+    ("manager", "manager", False),
+    ("noc", "operator", False),
+)
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    """A demo account's username and the password it was given."""
+
+    username: str
+    password: str
+    role: str
+
+
+@transaction.atomic
+def ensure_demo_users(password: str | None = None) -> list[DemoLogin]:
+    """Create or reset the demo accounts; returns the logins to print.
+
+    With ``password`` unset every account gets a fresh random password, so a demo left running
+    on a shared machine is not open to a well-known password.
+    """
+    logins = []
+    for username, group_name, is_superuser in DEMO_ACCOUNTS:
+        user, _ = User.objects.get_or_create(username=username)
+        user.is_superuser = is_superuser
+        user.is_staff = is_superuser
+        user_password = password or secrets.token_urlsafe(9)
+        user.set_password(user_password)
+        user.save()
+        group, _ = Group.objects.get_or_create(name=group_name)
+        user.groups.add(group)
+        logins.append(DemoLogin(username, user_password, group_name))
+    return logins
+
+
+def issue_token(username: str) -> str:
+    """The user's API token key, created on first use. Raises ``User.DoesNotExist``."""
+    user = User.objects.get(username=username)
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key

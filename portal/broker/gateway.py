@@ -1,0 +1,218 @@
+"""The portal's STOMP gateway: publish requests to the NOC broker and collect the replies.
+
+No Django models here: the jobs app decides what to send and what to keep; this module only
+speaks the wire protocol (``agents.protocol``) to the broker network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import stomp
+from django.conf import settings
+
+from agents.protocol import (
+    BrokerUnavailable,
+    ProtocolError,
+    Reply,
+    Request,
+    broadcast_topic,
+    connect,
+    decode_reply,
+    encode,
+    parse_brokers,
+    reply_queue,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BrokerGateway", "BrokerSettings", "BrokerUnavailable", "GatewayStats"]
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where and how the portal connects: a failover list of brokers and its credentials."""
+
+    brokers: str
+    login: str
+    passcode: str
+    collective: str
+    connect_timeout: float = 5.0
+
+    @classmethod
+    def from_django(cls) -> BrokerSettings:
+        return cls(
+            brokers=settings.STOMP_BROKERS,
+            login=settings.STOMP_LOGIN,
+            passcode=settings.STOMP_PASSCODE,
+            collective=settings.SWITCHBOARD_COLLECTIVE,
+            connect_timeout=settings.SWITCHBOARD_CONNECT_TIMEOUT,
+        )
+
+
+@dataclass
+class GatewayStats:
+    """What the reply listener dropped, and why, for the job's log and the operator."""
+
+    malformed: int = 0
+    foreign: int = 0
+
+
+class _ReplyListener(stomp.ConnectionListener):
+    """Decodes frames on stomp.py's receiver thread and hands replies to the collector."""
+
+    def __init__(self, inbox: queue.Queue[Reply], stats: GatewayStats) -> None:
+        self.inbox = inbox
+        self.stats = stats
+        self.errors: list[str] = []
+
+    def on_message(self, frame: Any) -> None:
+        try:
+            reply = decode_reply(frame.body)
+        except ProtocolError as exc:
+            self.stats.malformed += 1
+            logger.warning("dropped a malformed reply: %s", exc)
+            return
+        self.inbox.put(reply)
+
+    def on_error(self, frame: Any) -> None:
+        message = frame.headers.get("message", "") or frame.body
+        self.errors.append(message)
+        logger.error("broker sent an ERROR frame: %s", message)
+
+
+def _client_id() -> str:
+    """A reply-queue suffix unique to this process and call, as MCollective's ``<client>_<pid>``."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40]
+    return f"{host}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
+class BrokerGateway:
+    """One STOMP session with a private reply queue, used as a context manager.
+
+    Entering connects (raising ``BrokerUnavailable`` with a message for the operator within
+    ``connect_timeout``) and subscribes the reply queue before anything is published, so no reply
+    can arrive before someone listens for it.
+    """
+
+    def __init__(self, config: BrokerSettings, senderid: str | None = None) -> None:
+        self.config = config
+        self.senderid = senderid or socket.gethostname()
+        self.client_id = _client_id()
+        self.reply_to = reply_queue(config.collective, self.client_id)
+        self.stats = GatewayStats()
+        self._inbox: queue.Queue[Reply] = queue.Queue()
+        self._listener = _ReplyListener(self._inbox, self.stats)
+        self._connection: stomp.Connection | None = None
+
+    def __enter__(self) -> BrokerGateway:
+        brokers = parse_brokers(self.config.brokers)
+        self._connection = connect(
+            brokers,
+            self.config.login,
+            self.config.passcode,
+            timeout=self.config.connect_timeout,
+        )
+        self._connection.set_listener("replies", self._listener)
+        self._connection.subscribe(destination=self.reply_to, id="replies", ack="auto")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._connection is not None and self._connection.is_connected():
+            try:
+                self._connection.disconnect()
+            except (OSError, stomp.exception.StompException):
+                logger.debug("disconnect failed; the connection was already gone")
+        self._connection = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and self._connection.is_connected()
+
+    def new_request(
+        self,
+        *,
+        agent: str,
+        action: str,
+        data: dict[str, Any],
+        filter: dict[str, Any],
+        callerid: str,
+        ttl: int,
+    ) -> Request:
+        """A request stamped now, from this portal, for this gateway's collective."""
+        return Request(
+            requestid=uuid.uuid4().hex,
+            senderid=self.senderid,
+            callerid=callerid,
+            collective=self.config.collective,
+            agent=agent,
+            action=action,
+            data=data,
+            filter=filter,
+            ttl=ttl,
+            msgtime=time.time(),
+        )
+
+    def publish(self, request: Request) -> None:
+        """Broadcast the request on its agent's topic; every node checks the filter itself."""
+        if self._connection is None or not self._connection.is_connected():
+            raise BrokerUnavailable(f"lost the connection to {self.config.brokers}")
+        self._connection.send(
+            destination=broadcast_topic(request.collective, request.agent),
+            body=encode(request),
+            headers={
+                "reply-to": self.reply_to,
+                "expires": str(int((request.msgtime + request.ttl) * 1000)),
+            },
+            content_type="application/json",
+        )
+
+    def replies(
+        self, request: Request, deadline: float, poll: float = 0.1
+    ) -> Iterator[Reply | None]:
+        """Yield replies to ``request`` until ``deadline`` (a ``time.monotonic()`` value).
+
+        Yields ``None`` at least every ``poll`` seconds while waiting, so the caller can flush
+        what it has and decide to stop early (e.g. every discovered node has answered).
+        Replies to other requests (late answers to an earlier one) are counted and dropped.
+        """
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if not self.connected:
+                raise BrokerUnavailable(
+                    f"lost the connection to {self.config.brokers} while waiting for replies"
+                )
+            try:
+                reply = self._inbox.get(timeout=min(poll, remaining))
+            except queue.Empty:
+                yield None
+                continue
+            if reply.requestid != request.requestid:
+                self.stats.foreign += 1
+                continue
+            yield reply
+
+    def discover(
+        self, filter: dict[str, Any], callerid: str, timeout: float, ttl: int
+    ) -> list[str]:
+        """Broadcast discovery: ping every node with the filter and list who answers in time."""
+        request = self.new_request(
+            agent="rpcutil", action="ping", data={}, filter=filter, callerid=callerid, ttl=ttl
+        )
+        self.publish(request)
+        found: set[str] = set()
+        for reply in self.replies(request, time.monotonic() + timeout):
+            if reply is not None:
+                found.add(reply.senderid)
+        return sorted(found)

@@ -1,0 +1,85 @@
+"""``manage.py demo``: the whole system on 127.0.0.1 with nothing outside this checkout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from agents.protocol import parse_brokers
+from portal.accounts.services import ensure_demo_users
+from portal.core import stack
+from portal.core.supervisor import ChildFailed, Supervisor
+from portal.jobs.services import interrupt_unfinished_jobs
+
+
+class Command(BaseCommand):
+    help = "Run Switchboard's embedded profile: broker, worker, simulated nodes and the portal."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument(
+            "--port", type=int, default=int(os.environ.get("SWITCHBOARD_PORT", 8000))
+        )
+        parser.add_argument(
+            "--nodes", type=int, default=int(os.environ.get("SWITCHBOARD_NODES", 60))
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        logins = ensure_demo_users(os.environ.get("SWITCHBOARD_DEMO_PASSWORD") or None)
+        interrupted = interrupt_unfinished_jobs("the demo was restarted while the job ran")
+        if interrupted:
+            self.stdout.write(
+                f"marked {interrupted} unfinished job(s) from a previous run interrupted"
+            )
+        self._clear_celery_queue()
+
+        stomp_host, stomp_port = parse_brokers(settings.STOMP_BROKERS)[0]
+        # SIGTERM is turned into the same clean stop as Ctrl-C.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        with Supervisor(settings.VAR_DIR / "logs") as sup:
+            try:
+                if settings.EMBEDDED_BROKER:
+                    stack.start_embedded_broker(sup, stomp_host, stomp_port)
+                stack.start_worker(sup)
+                # Both simulated datacenters share the one broker of this profile.
+                datacenters = {"a": settings.STOMP_BROKERS, "b": settings.STOMP_BROKERS}
+                stack.start_simulator(sup, datacenters, options["nodes"])
+                stack.start_asgi(sup, options["host"], options["port"])
+            except ChildFailed as exc:
+                raise CommandError(str(exc)) from exc
+            self._print_banner(options, logins, sup)
+            try:
+                while True:
+                    sup.check()
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                self.stdout.write("\nstopping…")
+            except ChildFailed as exc:
+                raise CommandError(str(exc)) from exc
+        self.stdout.write("stopped; no process left behind.")
+
+    def _clear_celery_queue(self) -> None:
+        """Forget tasks queued by a previous demo: their jobs were just marked interrupted."""
+        if settings.CELERY_BROKER_URL == "filesystem://":
+            shutil.rmtree(settings.CELERY_QUEUE_DIR, ignore_errors=True)
+            for key in ("data_folder_in", "control_folder"):
+                os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
+
+    def _print_banner(self, options: dict[str, Any], logins: list[Any], sup: Supervisor) -> None:
+        url = f"http://{options['host']}:{options['port']}/"
+        self.stdout.write("")
+        self.stdout.write(self.style.SUCCESS(f"Switchboard is up: {url}"))
+        self.stdout.write(f"  {options['nodes']} simulated nodes on {settings.STOMP_BROKERS}")
+        self.stdout.write(f"  logs in {sup.log_dir}")
+        self.stdout.write("  demo logins:")
+        for login in logins:
+            self.stdout.write(f"    {login.username:<8} {login.password:<16} ({login.role})")
+        self.stdout.write("  Ctrl-C stops everything.")

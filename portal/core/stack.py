@@ -1,0 +1,85 @@
+"""The processes of a running Switchboard: broker, Celery worker, simulated nodes, ASGI server.
+
+``manage.py demo`` starts all four for the embedded profile; the integration tests start the
+ones a test needs, against whichever profile the environment selects.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from portal.core.supervisor import Child, Supervisor
+
+PYTHON = sys.executable
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def start_embedded_broker(sup: Supervisor, host: str, port: int) -> Child:
+    """The pure-Python STOMP broker of the embedded profile, listening on ``host:port``."""
+    child = sup.start(
+        "broker",
+        [PYTHON, "-m", "agents.embedded_broker", "--host", host, "--port", str(port)],
+    )
+    sup.wait_for_port(child, host, port)
+    return child
+
+
+def start_worker(sup: Supervisor, env: dict[str, str] | None = None) -> Child:
+    """A real Celery worker for the portal's tasks (threads: each job mostly waits on I/O)."""
+    child = sup.start(
+        "worker",
+        [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "portal",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "4",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+    )
+    sup.wait_for_log(child, "ready.")
+    return child
+
+
+def start_simulator(
+    sup: Supervisor,
+    datacenters: dict[str, str],
+    count: int,
+    *,
+    seed: int = 1,
+    login: str = "",
+    passcode: str = "",
+) -> Child:
+    """``count`` simulated nodes split between ``datacenters`` (name -> its broker list).
+
+    Each node has its own STOMP connection to its datacenter's brokers only.
+    """
+    argv = [PYTHON, "-m", "agents.simulator", "--count", str(count), "--seed", str(seed)]
+    for name, brokers in datacenters.items():
+        argv += ["--dc", f"{name}={brokers}"]
+    if login:
+        argv += ["--login", login, "--passcode", passcode]
+    child = sup.start("nodes", argv)
+    sup.wait_for_log(child, "nodes connected", timeout=120)
+    return child
+
+
+def start_asgi(sup: Supervisor, host: str, port: int, env: dict[str, str] | None = None) -> Child:
+    """The ASGI server (daphne) for pages, the API and WebSockets."""
+    child = sup.start(
+        "asgi",
+        [PYTHON, "-m", "daphne", "-b", host, "-p", str(port), "portal.asgi:application"],
+        env=env,
+    )
+    sup.wait_for_port(child, host, port)
+    return child

@@ -1,0 +1,17 @@
+"""Template filters shared by every app's pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def get_item(mapping: dict[str, Any] | None, key: str) -> Any:
+    """``mapping[key]``, or ``None``: for dicts keyed by names with dots or dashes."""
+    if not mapping:
+        return None
+    return mapping.get(key)

@@ -1,0 +1,134 @@
+"""``manage.py rpc AGENT ACTION [key=value ...]``: run an action like ``mco rpc``.
+
+The job goes through ``submit_job`` like a web or API job, then runs in this process (as ``mco``
+does), printing replies as they arrive and a summary at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from portal.jobs import runner
+from portal.jobs.models import Job, NodeReply
+from portal.jobs.services import JobRequestError, build_filter, job_snapshot, submit_job
+
+
+def parse_inputs(pairs: Sequence[str]) -> dict[str, str]:
+    """``key=value`` words into a dict; the DDL types and validates the values."""
+    inputs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CommandError(f"input {pair!r} is not key=value")
+        inputs[key] = value
+    return inputs
+
+
+class Command(BaseCommand):
+    help = "Run AGENT ACTION on the nodes the filter matches, like 'mco rpc'."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("agent")
+        parser.add_argument("action")
+        parser.add_argument("inputs", nargs="*", metavar="key=value")
+        parser.add_argument("-F", "--wf", "--with-fact", dest="facts", action="append", default=[])
+        parser.add_argument(
+            "-C", "--wc", "--with-class", dest="classes", action="append", default=[]
+        )
+        parser.add_argument(
+            "-I", "--wi", "--with-identity", dest="identities", action="append", default=[]
+        )
+        parser.add_argument(
+            "-A", "--wa", "--with-agent", dest="agents", action="append", default=[]
+        )
+        parser.add_argument("-S", "--select", dest="compound", default="")
+        parser.add_argument("--user", default="admin", help="the operator the job runs as")
+        parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user_model = get_user_model()
+        try:
+            user = user_model.objects.get(username=options["user"])
+        except user_model.DoesNotExist as exc:
+            raise CommandError(f"no operator named {options['user']!r}") from exc
+        filter_words = [
+            *options["facts"],
+            *(f"class:{c}" for c in options["classes"]),
+            *(f"identity:{i}" for i in options["identities"]),
+            *(f"agent:{a}" for a in options["agents"]),
+            options["compound"],
+        ]
+        try:
+            job_filter = build_filter(
+                options["compound"],
+                facts=options["facts"],
+                classes=options["classes"],
+                identities=options["identities"],
+                agents=options["agents"],
+            )
+            job = submit_job(
+                user=user,
+                agent=options["agent"],
+                action=options["action"],
+                inputs=parse_inputs(options["inputs"]),
+                filter=job_filter,
+                filter_text=" ".join(w for w in filter_words if w),
+                source=Job.Source.CLI,
+                dispatch=False,
+            )
+        except JobRequestError as exc:
+            raise CommandError(str(exc)) from exc
+
+        as_json = options["json"]
+        on_progress = None if as_json else self._print_replies
+        runner.run_job(job.pk, on_progress=on_progress)
+        job.refresh_from_db()
+        if as_json:
+            self._print_json(job)
+        else:
+            self._print_summary(job)
+        if job.status == Job.Status.FAILED:
+            sys.exit(1)
+
+    def _print_replies(self, job: Job, replies: Sequence[NodeReply]) -> None:
+        for reply in replies:
+            status = "OK" if reply.ok else f"FAILED ({reply.statuscode}: {reply.statusmsg})"
+            data = json.dumps(reply.data, sort_keys=True)
+            self.stdout.write(f"{reply.identity:<32} {status:<10} {data}")
+
+    def _print_summary(self, job: Job) -> None:
+        snapshot = job_snapshot(job)
+        counts = snapshot["counts"]
+        self.stdout.write("")
+        self.stdout.write(f"Job {job.pk} {job.status}: {job.agent} {job.action}")
+        self.stdout.write(
+            f"  discovered {counts['expected']}, replied {counts['replied']}, ok {counts['ok']},"
+            f" failed {counts['failed']}, no response {counts['no_response']}"
+        )
+        if job.error:
+            self.stderr.write(f"  {job.error}")
+        if job.no_response:
+            self.stdout.write("  No response from: " + " ".join(job.no_response))
+
+    def _print_json(self, job: Job) -> None:
+        snapshot = job_snapshot(job)
+        self.stdout.write(
+            json.dumps(
+                {
+                    "job": job.pk,
+                    "status": job.status,
+                    "error": job.error,
+                    "discovered": job.discovered_count,
+                    "replies": snapshot["replies"],
+                    "no_response": job.no_response,
+                }
+            )
+        )
+        if job.error:
+            self.stderr.write(job.error)

@@ -1,0 +1,117 @@
+"""Jobs and the replies their nodes sent back."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from portal.jobs.querysets import JobQuerySet
+
+
+class Job(models.Model):
+    """One agent action sent to every node a filter matches.
+
+    Status moves queued -> running -> completed | failed | interrupted, only through
+    ``portal.jobs.services``. Counters are kept on the row so pages never count replies.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        INTERRUPTED = "interrupted"
+
+    class Source(models.TextChoices):
+        WEB = "web"
+        API = "api"
+        CLI = "cli"
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs"
+    )
+    source = models.CharField(max_length=8, choices=Source.choices)
+    agent = models.CharField(max_length=64)
+    action = models.CharField(max_length=64)
+    inputs = models.JSONField(default=dict)
+    filter_text = models.TextField(blank=True, help_text="The filter as the operator typed it.")
+    filter = models.JSONField(default=dict, help_text="The parsed filter sent to the nodes.")
+    collective = models.CharField(max_length=64)
+    requestid = models.CharField(max_length=32, blank=True)
+    timeout = models.FloatField(help_text="Seconds to wait for replies after sending.")
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+
+    discovered = models.JSONField(default=list, help_text="Identities found by discovery.")
+    no_response = models.JSONField(default=list)
+    discovered_count = models.PositiveIntegerField(default=0)
+    replied_count = models.PositiveIntegerField(default=0)
+    ok_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    discovered_at = models.DateTimeField(null=True, blank=True)
+    first_reply_at = models.DateTimeField(null=True, blank=True)
+    last_reply_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status"]), models.Index(fields=["created_by", "-id"])]
+
+    def __str__(self) -> str:
+        return f"job {self.pk}: {self.agent}.{self.action}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {
+            self.Status.COMPLETED,
+            self.Status.FAILED,
+            self.Status.INTERRUPTED,
+        }
+
+    @property
+    def no_response_count(self) -> int:
+        return len(self.no_response)
+
+    @property
+    def group_name(self) -> str:
+        """The Channels group that carries this job's live frames."""
+        return f"job.{self.pk}"
+
+
+class NodeReply(models.Model):
+    """One node's reply to a job; at most one per node and job."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="replies")
+    identity = models.CharField(max_length=255)
+    statuscode = models.PositiveSmallIntegerField()
+    statusmsg = models.TextField(blank=True)
+    data = models.JSONField(default=dict)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["identity"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "identity"], name="one_reply_per_node")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.identity}: {self.statuscode}"
+
+    @property
+    def ok(self) -> bool:
+        return self.statuscode == 0
+
+    def as_dict(self) -> dict[str, object]:
+        """The reply as the API, the CLI and the live stream show it."""
+        return {
+            "identity": self.identity,
+            "statuscode": self.statuscode,
+            "statusmsg": self.statusmsg,
+            "data": self.data,
+        }

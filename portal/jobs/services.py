@@ -1,0 +1,270 @@
+"""Every change to a job goes through these functions.
+
+The web form, the JSON API, the ``rpc`` command, the Celery task and the tests all call them, so
+a job is validated, stored, run and reported the same way whichever door it came in by.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agents.ddl import ActionDDL, AgentDDL, InputValidationError, UnknownAction, load_all
+from agents.filters import Filter, FilterSyntaxError, parse_fact_term
+from agents.protocol import Reply
+from portal.celery import app as celery_app
+from portal.jobs.models import Job, NodeReply
+
+logger = logging.getLogger(__name__)
+
+RUN_JOB_TASK = "jobs.run_job"
+
+
+class JobRequestError(Exception):
+    """A request that cannot become a job; ``errors`` maps each bad field to what is wrong."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
+        self.errors = errors
+
+
+@functools.cache
+def available_agents() -> dict[str, AgentDDL]:
+    """The agents the portal knows, by name, from the DDLs shipped with ``agents/``.
+
+    Read once per process: the DDLs ship with the code and change only with a deploy.
+    """
+    return load_all()
+
+
+def build_filter(
+    compound: str = "",
+    *,
+    facts: Sequence[str] = (),
+    classes: Sequence[str] = (),
+    identities: Sequence[str] = (),
+    agents: Sequence[str] = (),
+) -> Filter:
+    """A filter from ``mco``-style parts; raises ``JobRequestError`` on the field at fault."""
+    try:
+        fact_terms = [parse_fact_term(term) for term in facts]
+    except FilterSyntaxError as exc:
+        raise JobRequestError({"filter": f"fact filter: {exc}"}) from exc
+    parts = Filter(
+        fact=fact_terms,
+        cf_class=list(classes),
+        agent=list(agents),
+        identity=list(identities),
+        compound=compound.strip() or None,
+    )
+    try:
+        # from_dict is the validation the nodes apply to what they receive.
+        return Filter.from_dict(parts.to_dict())
+    except FilterSyntaxError as exc:
+        raise JobRequestError({"filter": str(exc)}) from exc
+
+
+def parse_filter_text(text: str) -> Filter:
+    """The compound expression an operator typed; an empty text matches every node."""
+    return build_filter(text)
+
+
+def resolve_action(agent: str, action: str) -> ActionDDL:
+    """The DDL of ``agent.action``; raises ``JobRequestError`` naming what is unknown."""
+    try:
+        agent_ddl = available_agents()[agent]
+    except KeyError:
+        known = ", ".join(sorted(available_agents()))
+        raise JobRequestError({"agent": f"unknown agent {agent!r}; known: {known}"}) from None
+    try:
+        return agent_ddl.action(action)
+    except UnknownAction:
+        known = ", ".join(sorted(agent_ddl.actions))
+        raise JobRequestError(
+            {"action": f"agent {agent!r} has no action {action!r}; it has: {known}"}
+        ) from None
+
+
+def validate_inputs(action_ddl: ActionDDL, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs cleaned by the DDL (defaults applied, types coerced), or ``JobRequestError``."""
+    try:
+        return action_ddl.validate_inputs(inputs)
+    except InputValidationError as exc:
+        raise JobRequestError({f"inputs.{name}": msg for name, msg in exc.errors.items()}) from exc
+
+
+def submit_job(
+    *,
+    user: AbstractBaseUser,
+    agent: str,
+    action: str,
+    inputs: dict[str, Any],
+    filter: Filter,
+    filter_text: str,
+    source: str,
+    dispatch: bool = True,
+) -> Job:
+    """Validate and store a job, then queue it for a worker once the transaction commits.
+
+    Nothing is stored or queued when validation fails (``JobRequestError``). ``dispatch=False``
+    leaves the job queued for the caller to run itself (the ``rpc`` command does).
+    """
+    action_ddl = resolve_action(agent, action)
+    cleaned = validate_inputs(action_ddl, inputs)
+    with transaction.atomic():
+        job = Job.objects.create(
+            created_by=user,
+            source=source,
+            agent=agent,
+            action=action,
+            inputs=cleaned,
+            filter_text=filter_text,
+            filter=filter.to_dict(),
+            collective=settings.SWITCHBOARD_COLLECTIVE,
+            timeout=available_agents()[agent].timeout,
+        )
+        if dispatch:
+            # By name: the task module imports this one.
+            transaction.on_commit(lambda: celery_app.send_task(RUN_JOB_TASK, args=[job.pk]))
+    logger.info("job %s submitted by %s: %s.%s", job.pk, user, agent, action)
+    return job
+
+
+def start_job(job_id: int) -> Job | None:
+    """Claim a queued job for running; ``None`` if it was already claimed.
+
+    RPC over a broker is at-most-once: a task re-delivered after a worker crash must not
+    publish the request again, so only the first claim of a queued job succeeds.
+    """
+    now = timezone.now()
+    claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+        status=Job.Status.RUNNING, started_at=now
+    )
+    if not claimed:
+        return None
+    return Job.objects.get(pk=job_id)
+
+
+def record_discovery(job: Job, identities: Iterable[str], requestid: str) -> None:
+    """Store who discovery found and the request id about to be sent."""
+    job.discovered = sorted(identities)
+    job.discovered_count = len(job.discovered)
+    job.discovered_at = timezone.now()
+    job.requestid = requestid
+    job.save(update_fields=["discovered", "discovered_count", "discovered_at", "requestid"])
+
+
+def record_replies(job: Job, replies: Sequence[Reply]) -> list[NodeReply]:
+    """Store a batch of replies with one INSERT and one UPDATE of the counters.
+
+    Returns the rows stored. A node that already has a reply for this job (a node answering
+    twice) is dropped and logged, never stored or counted twice.
+    """
+    if not replies:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        identities = [reply.senderid for reply in replies]
+        known = set(
+            NodeReply.objects.filter(job=job, identity__in=identities).values_list(
+                "identity", flat=True
+            )
+        )
+        rows: dict[str, NodeReply] = {}
+        for reply in replies:
+            if reply.senderid in known or reply.senderid in rows:
+                logger.warning("job %s: dropped a repeated reply from %s", job.pk, reply.senderid)
+                continue
+            rows[reply.senderid] = NodeReply(
+                job=job,
+                identity=reply.senderid,
+                statuscode=reply.statuscode,
+                statusmsg=reply.statusmsg,
+                data=reply.data,
+                received_at=now,
+            )
+        if not rows:
+            return []
+        NodeReply.objects.bulk_create(rows.values())
+        ok = sum(1 for row in rows.values() if row.ok)
+        Job.objects.filter(pk=job.pk).update(
+            replied_count=F("replied_count") + len(rows),
+            ok_count=F("ok_count") + ok,
+            failed_count=F("failed_count") + len(rows) - ok,
+            last_reply_at=now,
+        )
+        Job.objects.filter(pk=job.pk, first_reply_at__isnull=True).update(first_reply_at=now)
+    job.refresh_from_db(
+        fields=["replied_count", "ok_count", "failed_count", "first_reply_at", "last_reply_at"]
+    )
+    return list(rows.values())
+
+
+def finish_job(job: Job, status: str, error: str = "") -> Job:
+    """Close the job: who did not answer, the final status and, if any, why it failed."""
+    replied = set(job.replies.values_list("identity", flat=True))
+    job.no_response = sorted(set(job.discovered) - replied)
+    job.status = status
+    job.error = error
+    job.finished_at = timezone.now()
+    job.save(update_fields=["no_response", "status", "error", "finished_at"])
+    logger.info("job %s %s: %s", job.pk, status, error or job_counts(job))
+    return job
+
+
+def interrupt_unfinished_jobs(reason: str) -> int:
+    """Mark every queued or running job interrupted, keeping the replies it already has.
+
+    Called when the process that would finish them is gone (a worker or demo restart).
+    """
+    jobs = list(Job.objects.unfinished())
+    for job in jobs:
+        finish_job(job, Job.Status.INTERRUPTED, reason)
+    return len(jobs)
+
+
+def job_counts(job: Job) -> dict[str, int]:
+    """The counters shown everywhere: expected, replied, ok, failed, no response."""
+    return {
+        "expected": job.discovered_count,
+        "replied": job.replied_count,
+        "ok": job.ok_count,
+        "failed": job.failed_count,
+        "no_response": len(job.no_response)
+        if job.is_finished
+        else max(job.discovered_count - job.replied_count, 0),
+    }
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    """The job without its replies, as the API, the CLI and the live stream show it."""
+    return {
+        "id": job.pk,
+        "agent": job.agent,
+        "action": job.action,
+        "inputs": job.inputs,
+        "filter": job.filter_text,
+        "status": job.status,
+        "error": job.error,
+        "finished": job.is_finished,
+        "discovered": job.discovered_count,
+        "counts": job_counts(job),
+        "no_response": job.no_response,
+        "created_at": job.created_at.isoformat() if job.created_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+    }
+
+
+def job_snapshot(job: Job) -> dict[str, Any]:
+    """The job with every reply stored so far."""
+    summary = job_summary(job)
+    summary["replies"] = [reply.as_dict() for reply in job.replies.all()]
+    return summary

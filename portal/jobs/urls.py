@@ -1,0 +1,16 @@
+from django.urls import path
+
+from portal.jobs import api, views
+
+app_name = "jobs"
+
+urlpatterns = [
+    path("", views.job_list, name="list"),
+    path("jobs/new/", views.job_new, name="new"),
+    path("jobs/<int:job_id>/", views.job_detail, name="detail"),
+]
+
+api_urlpatterns = [
+    path("jobs/", api.JobListAPI.as_view(), name="api-jobs"),
+    path("jobs/<int:job_id>/", api.JobDetailAPI.as_view(), name="api-job"),
+]

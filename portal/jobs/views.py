@@ -1,0 +1,63 @@
+"""Pages for operators: the job list, the job form and the live job page."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+
+from portal.jobs.forms import JobFormData
+from portal.jobs.models import Job
+from portal.jobs.services import (
+    JobRequestError,
+    available_agents,
+    job_counts,
+    parse_filter_text,
+    submit_job,
+)
+
+
+@login_required
+def job_list(request: HttpRequest) -> HttpResponse:
+    jobs = Job.objects.visible_to(request.user).select_related("created_by")
+    page = Paginator(jobs, 50).get_page(request.GET.get("page"))
+    return render(request, "jobs/job_list.html", {"page": page})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def job_new(request: HttpRequest) -> HttpResponse:
+    """GET shows the form; POST submits through ``submit_job`` or shows each field's error."""
+    data = JobFormData("rpcutil", "ping", request.GET.get("filter", ""), {})
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        data = JobFormData.from_post(request.POST)
+        try:
+            job = submit_job(
+                user=request.user,
+                agent=data.agent,
+                action=data.action,
+                inputs=data.inputs,
+                filter=parse_filter_text(data.filter_text),
+                filter_text=data.filter_text,
+                source=Job.Source.WEB,
+            )
+        except JobRequestError as exc:
+            errors = exc.errors
+        else:
+            return redirect("jobs:detail", job_id=job.pk)
+    context = {
+        "agents": available_agents(),
+        "data": data,
+        "errors": errors,
+        "general_errors": {k: v for k, v in errors.items() if not k.startswith("inputs.")},
+    }
+    return render(request, "jobs/job_form.html", context, status=400 if errors else 200)
+
+
+@login_required
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job.objects.visible_to(request.user), pk=job_id)
+    return render(request, "jobs/job_detail.html", {"job": job, "counts": job_counts(job)})

@@ -1,0 +1,150 @@
+"""A running Switchboard for black-box tests: real processes, real connections.
+
+The test process talks to the system only as its users do (HTTP, WebSocket) and reads the
+database directly to check what was stored. Each stack gets its own var/ directory, ports and
+database, so tests never see each other's state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import requests
+from websockets.sync.client import connect as ws_connect
+
+from portal.core import stack
+from portal.core.supervisor import Supervisor
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+PASSWORD = "integration-test-pw"
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class PortalStack:
+    """The portal side of a running system: its ASGI server, worker and database."""
+
+    base_url: str
+    env: dict[str, str]
+    var_dir: Path
+    supervisor: Supervisor
+    token: str = ""
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def manage(self, *args: str) -> str:
+        """Run a management command against this stack's database; returns its stdout."""
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=BASE_DIR,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
+        return result.stdout
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"Token {self.token}"}
+        return requests.request(method, self.base_url + path, headers=headers, timeout=30, **kwargs)
+
+    def login(self, username: str, password: str = PASSWORD) -> None:
+        """Log the session in through the real login form (CSRF included)."""
+        self.session.get(self.base_url + "/login/", timeout=10)
+        response = self.session.post(
+            self.base_url + "/login/",
+            data={
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": self.session.cookies["csrftoken"],
+            },
+            headers={"Referer": self.base_url + "/login/"},
+            timeout=10,
+            allow_redirects=False,
+        )
+        assert response.status_code == 302, response.text[:500]
+
+    def watch_job(self, job_id: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Every message the job's WebSocket sends until the job is finished."""
+        cookies = "; ".join(f"{k}={v}" for k, v in self.session.cookies.items())
+        ws_url = self.base_url.replace("http://", "ws://") + f"/ws/jobs/{job_id}/"
+        messages: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        with ws_connect(
+            ws_url, additional_headers={"Cookie": cookies}, origin=self.base_url
+        ) as socket_:
+            while time.monotonic() < deadline:
+                message = json.loads(socket_.recv(timeout=max(deadline - time.monotonic(), 0.1)))
+                messages.append(message)
+                if message["job"]["finished"]:
+                    return messages
+        raise AssertionError(f"job {job_id} did not finish within {timeout} s: {messages[-1:]}")
+
+    def stored_replies(self, job_id: int) -> set[str]:
+        """Identities with a NodeReply row for the job, read from the database itself."""
+        query = "SELECT identity FROM jobs_nodereply WHERE job_id = %s"
+        url = self.env["DATABASE_URL"]
+        if url.startswith("sqlite:///"):
+            with closing(sqlite3.connect(url[len("sqlite:///") :])) as db:
+                return {row[0] for row in db.execute(query.replace("%s", "?"), (job_id,))}
+        with psycopg.connect(url) as db:
+            return {row[0] for row in db.execute(query, (job_id,))}
+
+
+def start_portal(
+    sup: Supervisor, var_dir: Path, env: dict[str, str], users: tuple[str, ...] = ("noc",)
+) -> PortalStack:
+    """Migrate, create users with a known password, start a worker and the ASGI server."""
+    port = free_port()
+    env = {
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "SWITCHBOARD_VAR_DIR": str(var_dir),
+        "SWITCHBOARD_DISCOVERY_TIMEOUT": "1.5",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        **env,
+    }
+    env.setdefault("DATABASE_URL", f"sqlite:///{var_dir / 'switchboard.sqlite3'}")
+    portal = PortalStack(f"http://127.0.0.1:{port}", env, var_dir, sup)
+    portal.manage("migrate", "--noinput")
+    # The demo accounts, with a known password instead of random ones.
+    portal.env["SWITCHBOARD_DEMO_PASSWORD"] = PASSWORD
+    portal.manage("seed_demo")
+    portal.token = portal.manage("issue_token", users[0]).strip()
+    stack.start_worker(sup, env=env)
+    stack.start_asgi(sup, "127.0.0.1", port, env=env)
+    return portal
+
+
+def expected_by_fact(inventory: dict[str, dict[str, Any]], fact: str, value: str) -> set[str]:
+    """The identities whose inventory facts have ``fact == value``."""
+    return {identity for identity, facts in inventory.items() if str(facts.get(fact)) == value}
+
+
+def replies_from_messages(messages: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(origin, reply) for every reply the WebSocket carried: snapshot or live frame."""
+    for message in messages:
+        if message["type"] == "job.snapshot":
+            for reply in message["job"]["replies"]:
+                yield "snapshot", reply
+        else:
+            for reply in message["replies"]:
+                yield "frame", reply

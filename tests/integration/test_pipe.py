@@ -1,0 +1,203 @@
+"""The whole pipe, end to end, on real parts.
+
+API or CLI -> Django -> Celery worker -> STOMP broker(s) -> simulated node daemons -> replies
+stored in the database and streamed over an authenticated WebSocket. Runs twice: on the embedded
+profile (coilmq, SQLite, Celery filesystem queue, STOMP channel layer) and on the production
+parts (ActiveMQ NOC broker bridged to two datacenter brokers, PostgreSQL, Redis).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from portal.core import stack
+from portal.core.supervisor import Supervisor
+from tests.conftest import port_open, require_service
+from tests.integration.harness import (
+    BASE_DIR,
+    PortalStack,
+    expected_by_fact,
+    free_port,
+    replies_from_messages,
+    start_portal,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+NODE_COUNT = 40
+ACTIVEMQ = {"noc": 62613, "dc_a": 62623, "dc_b": 62633}
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_TEST_URL = "redis://127.0.0.1:6379/7"
+
+
+def _embedded(tmp: Path) -> Iterator[PortalStack]:
+    with Supervisor(tmp / "logs") as sup:
+        stomp_port = free_port()
+        brokers = f"127.0.0.1:{stomp_port}"
+        stack.start_embedded_broker(sup, "127.0.0.1", stomp_port)
+        stack.start_simulator(sup, {"a": brokers, "b": brokers}, NODE_COUNT, seed=7)
+        yield start_portal(sup, tmp, {"STOMP_BROKERS": brokers, "REDIS_URL": ""})
+
+
+def _activemq(tmp: Path) -> Iterator[PortalStack]:
+    brokers_up = all(port_open("127.0.0.1", port) for port in ACTIVEMQ.values())
+    require_service("The ActiveMQ network", brokers_up, "start it with `scripts/brokers up`")
+    require_service("PostgreSQL", port_open("127.0.0.1", 5432), "expected on 127.0.0.1:5432")
+    require_service("Redis", port_open("127.0.0.1", 6379), "expected on 127.0.0.1:6379")
+    database = f"switchboard_it_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
+    try:
+        with Supervisor(tmp / "logs") as sup:
+            stack.start_simulator(
+                sup,
+                {"a": f"127.0.0.1:{ACTIVEMQ['dc_a']}", "b": f"127.0.0.1:{ACTIVEMQ['dc_b']}"},
+                NODE_COUNT,
+                seed=7,
+                login="node",
+                passcode="node-secret",
+            )
+            yield start_portal(
+                sup,
+                tmp,
+                {
+                    "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
+                    "REDIS_URL": REDIS_TEST_URL,
+                    "STOMP_BROKERS": f"127.0.0.1:{ACTIVEMQ['noc']}",
+                    "STOMP_LOGIN": "portal",
+                    "STOMP_PASSCODE": "portal-secret",
+                },
+            )
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("embedded"),
+        pytest.param(
+            "activemq", marks=[pytest.mark.activemq, pytest.mark.postgres, pytest.mark.redis]
+        ),
+    ],
+)
+def portal(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PortalStack]:
+    tmp = tmp_path_factory.mktemp(request.param)
+    start = _embedded if request.param == "embedded" else _activemq
+    yield from start(tmp)
+
+
+@pytest.fixture(scope="module")
+def inventory(portal: PortalStack) -> dict[str, dict[str, object]]:
+    """Every node's facts, from an `rpcutil inventory` job run through the whole pipe."""
+    portal.login("noc")
+    response = portal.api("POST", "/api/jobs/", json={"agent": "rpcutil", "action": "inventory"})
+    assert response.status_code == 201, response.text
+    job_id = response.json()["id"]
+    messages = portal.watch_job(job_id)
+    portal.inventory_messages = messages  # type: ignore[attr-defined]
+    portal.inventory_job = job_id  # type: ignore[attr-defined]
+    return {
+        reply["identity"]: reply["data"]["facts"] for _, reply in replies_from_messages(messages)
+    }
+
+
+def test_every_node_reply_reaches_database_and_websocket(
+    portal: PortalStack, inventory: dict
+) -> None:
+    job_id = portal.inventory_job  # type: ignore[attr-defined]
+    messages = portal.inventory_messages  # type: ignore[attr-defined]
+    final = messages[-1]["job"]
+    assert final["status"] == "completed"
+    assert final["counts"] == {
+        "expected": NODE_COUNT,
+        "replied": NODE_COUNT,
+        "ok": NODE_COUNT,
+        "failed": 0,
+        "no_response": 0,
+    }
+    assert final["no_response"] == []
+
+    streamed = [reply["identity"] for _, reply in replies_from_messages(messages)]
+    assert len(set(streamed)) == NODE_COUNT
+    assert set(streamed) == portal.stored_replies(job_id)
+    # The stream was live: replies arrived in frames after the browser connected.
+    assert any(origin == "frame" for origin, _ in replies_from_messages(messages))
+    assert {facts["datacenter"] for facts in inventory.values()} == {"a", "b"}
+
+    detail = portal.api("GET", f"/api/jobs/{job_id}/").json()
+    assert detail["status"] == "completed"
+    assert {reply["identity"] for reply in detail["replies"]} == set(streamed)
+
+
+def test_fact_filter_reaches_only_matching_nodes(portal: PortalStack, inventory: dict) -> None:
+    expected = expected_by_fact(inventory, "customer", "acme")
+    assert 0 < len(expected) < NODE_COUNT
+    response = portal.api(
+        "POST", "/api/jobs/", json={"agent": "rpcutil", "action": "ping", "filter": "customer=acme"}
+    )
+    assert response.status_code == 201, response.text
+    messages = portal.watch_job(response.json()["id"])
+    assert messages[-1]["job"]["counts"]["expected"] == len(expected)
+    assert {reply["identity"] for _, reply in replies_from_messages(messages)} == expected
+    assert portal.stored_replies(response.json()["id"]) == expected
+
+
+def test_compound_filter_from_the_command_line(portal: PortalStack, inventory: dict) -> None:
+    expected = {
+        identity
+        for identity, facts in inventory.items()
+        if facts["datacenter"] == "a" and facts["environment"] != "prod"
+    }
+    output = portal.manage(
+        "rpc",
+        "rpcutil",
+        "ping",
+        "-F",
+        "datacenter=a",
+        "-S",
+        "not environment=prod",
+        "--user",
+        "noc",
+        "--json",
+    )
+    result = json.loads(output)
+    assert result["discovered"] == len(expected)
+    assert {reply["identity"] for reply in result["replies"]} == expected
+    assert all(reply["statuscode"] == 0 for reply in result["replies"])
+    assert result["no_response"] == []
+    assert portal.stored_replies(result["job"]) == expected
+
+
+def test_unreachable_broker_fails_the_job_with_a_reason(portal: PortalStack) -> None:
+    closed = free_port()
+    result = subprocess.run(
+        [sys.executable, "manage.py", "rpc", "rpcutil", "ping", "--user", "noc", "--json"],
+        cwd=BASE_DIR,
+        env={
+            **portal.env,
+            "STOMP_BROKERS": f"127.0.0.1:{closed}",
+            "SWITCHBOARD_CONNECT_TIMEOUT": "2",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "message broker unavailable" in result.stderr
+    assert f"127.0.0.1:{closed}" in result.stderr
+    assert json.loads(result.stdout)["status"] == "failed"

@@ -1,0 +1,146 @@
+"""submit_job and the reply bookkeeping, without a broker."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.contrib.auth.models import User
+
+from agents.protocol import Reply
+from portal.jobs.models import Job
+from portal.jobs.services import (
+    RUN_JOB_TASK,
+    JobRequestError,
+    build_filter,
+    finish_job,
+    interrupt_unfinished_jobs,
+    job_counts,
+    parse_filter_text,
+    record_discovery,
+    record_replies,
+    start_job,
+    submit_job,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def submit(user: User, **overrides: object) -> Job:
+    fields: dict[str, object] = {
+        "user": user,
+        "agent": "rpcutil",
+        "action": "ping",
+        "inputs": {},
+        "filter": parse_filter_text(""),
+        "filter_text": "",
+        "source": Job.Source.API,
+    }
+    fields.update(overrides)
+    return submit_job(**fields)  # type: ignore[arg-type]
+
+
+def reply(identity: str, statuscode: int = 0) -> Reply:
+    return Reply(
+        requestid="r1",
+        senderid=identity,
+        senderagent="rpcutil",
+        msgtime=time.time(),
+        statuscode=statuscode,
+        statusmsg="OK" if statuscode == 0 else "failed",
+        data={"pong": 1},
+    )
+
+
+def test_submit_stores_the_job_and_queues_it_after_commit(operator, queued_tasks) -> None:
+    job = submit(operator, filter=parse_filter_text("customer=acme"), filter_text="customer=acme")
+    assert job.status == Job.Status.QUEUED
+    assert job.filter["compound"] == "customer=acme"
+    assert job.collective == "mcollective"
+    assert job.timeout > 0
+    queued_tasks.assert_called_once_with(RUN_JOB_TASK, args=[job.pk])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "text"),
+    [
+        ({"agent": "nosuchagent"}, "agent", "unknown agent 'nosuchagent'"),
+        ({"action": "nosuchaction"}, "action", "agent 'rpcutil' has no action 'nosuchaction'"),
+        ({"action": "get_fact", "inputs": {}}, "inputs.fact", ""),
+        ({"inputs": {"bogus": "1"}}, "inputs.bogus", ""),
+    ],
+)
+def test_bad_requests_are_refused_and_nothing_is_queued(
+    operator, queued_tasks, overrides, field, text
+) -> None:
+    with pytest.raises(JobRequestError) as caught:
+        submit(operator, **overrides)
+    assert field in caught.value.errors
+    assert text in caught.value.errors[field]
+    assert Job.objects.count() == 0
+    queued_tasks.assert_not_called()
+
+
+@pytest.mark.parametrize(
+    "text", ["customer=", "(customer=acme", "customer => acme", "and", "/(a+)+/", "x=1 or or y=2"]
+)
+def test_malformed_filters_name_the_problem(text: str) -> None:
+    with pytest.raises(JobRequestError) as caught:
+        parse_filter_text(text)
+    assert list(caught.value.errors) == ["filter"]
+    assert caught.value.errors["filter"]
+
+
+def test_mco_style_filter_parts_are_anded() -> None:
+    job_filter = build_filter(
+        "environment=prod", facts=["customer=acme"], classes=["apache"], identities=["web1"]
+    )
+    assert job_filter.to_dict() == {
+        "fact": [{"fact": "customer", "operator": "==", "value": "acme"}],
+        "cf_class": ["apache"],
+        "agent": [],
+        "identity": ["web1"],
+        "compound": "environment=prod",
+    }
+
+
+def test_bad_fact_term_is_refused() -> None:
+    with pytest.raises(JobRequestError) as caught:
+        build_filter(facts=["customer"])
+    assert caught.value.errors["filter"].startswith("fact filter:")
+
+
+def test_a_job_is_claimed_once(operator, queued_tasks) -> None:
+    job = submit(operator)
+    assert start_job(job.pk) is not None
+    assert start_job(job.pk) is None  # a re-delivered task must not publish again
+
+
+def test_replies_are_counted_once_and_no_response_listed(operator, queued_tasks) -> None:
+    job = submit(operator)
+    job = start_job(job.pk)
+    record_discovery(job, ["n1", "n2", "n3"], "r1")
+    record_replies(job, [reply("n1"), reply("n2", statuscode=5)])
+    record_replies(job, [reply("n1")])  # a repeat that reached the database is ignored
+    assert job.replies.count() == 2
+    finish_job(job, Job.Status.COMPLETED)
+    job.refresh_from_db()
+    assert job.no_response == ["n3"]
+    assert job.first_reply_at is not None and job.last_reply_at >= job.first_reply_at
+    counts = job_counts(job)
+    assert counts["expected"] == 3
+    assert counts["ok"] == 1
+    assert counts["failed"] == 1
+    assert counts["no_response"] == 1
+
+
+def test_unfinished_jobs_are_interrupted_keeping_their_replies(operator, queued_tasks) -> None:
+    job = start_job(submit(operator).pk)
+    record_discovery(job, ["n1", "n2"], "r1")
+    record_replies(job, [reply("n1")])
+    assert interrupt_unfinished_jobs("worker restarted") == 1
+    job.refresh_from_db()
+    assert job.status == Job.Status.INTERRUPTED
+    assert job.error == "worker restarted"
+    assert job.no_response == ["n2"]
+    assert list(job.replies.values_list("identity", flat=True)) == ["n1"]
