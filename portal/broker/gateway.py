@@ -21,6 +21,7 @@ import stomp
 from django.conf import settings
 
 from agents.protocol import (
+    CONTENT_TYPE_JSON,
     BrokerUnavailable,
     ProtocolError,
     Reply,
@@ -31,6 +32,7 @@ from agents.protocol import (
     encode,
     parse_brokers,
     reply_queue,
+    request_headers,
 )
 
 logger = logging.getLogger(__name__)
@@ -149,8 +151,7 @@ class BrokerGateway:
         ttl: int,
     ) -> Request:
         """A request stamped now, from this portal, for this gateway's collective."""
-        return Request(
-            requestid=uuid.uuid4().hex,
+        return Request.new(
             senderid=self.senderid,
             callerid=callerid,
             collective=self.config.collective,
@@ -159,7 +160,6 @@ class BrokerGateway:
             data=data,
             filter=filter,
             ttl=ttl,
-            msgtime=time.time(),
         )
 
     def publish(self, request: Request) -> None:
@@ -169,11 +169,8 @@ class BrokerGateway:
         self._connection.send(
             destination=broadcast_topic(request.collective, request.agent),
             body=encode(request),
-            headers={
-                "reply-to": self.reply_to,
-                "expires": str(int((request.msgtime + request.ttl) * 1000)),
-            },
-            content_type="application/json",
+            headers=request_headers(self.reply_to, request.msgtime, request.ttl),
+            content_type=CONTENT_TYPE_JSON,
         )
 
     def replies(

@@ -13,12 +13,13 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 import stomp
 from channels.layers import InMemoryChannelLayer
 
-from agents.protocol import connect, parse_brokers
+from agents.protocol import BrokerUnavailable, connect, parse_brokers
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class _GroupListener(stomp.ConnectionListener):
         self.layer._deliver_from_broker(frame.headers.get("destination", ""), frame.body)
 
     def on_disconnected(self) -> None:
-        self.layer._forget_connection()
+        self.layer._connection_lost()
 
 
 class StompChannelLayer(InMemoryChannelLayer):
@@ -64,17 +65,39 @@ class StompChannelLayer(InMemoryChannelLayer):
     def _ensure_connection(self) -> stomp.Connection:
         with self._lock:
             if self._connection is None or not self._connection.is_connected():
-                conn = connect(self.brokers, self.login, self.passcode)
-                conn.set_listener("channel-layer", _GroupListener(self))
+                conn = connect(
+                    self.brokers,
+                    self.login,
+                    self.passcode,
+                    listeners={"channel-layer": _GroupListener(self)},
+                )
                 self._connection = conn
                 # A fresh connection has no subscriptions: take back those we had.
                 for group in self._subscribed:
                     self._subscribe(conn, group)
             return self._connection
 
-    def _forget_connection(self) -> None:
+    def _connection_lost(self) -> None:
+        """Forget the dead connection; if groups are watched, win them back in the background."""
         with self._lock:
             self._connection = None
+            watching = bool(self._subscribed)
+        if watching:
+            threading.Thread(
+                target=self._reconnect, name="channel-layer-reconnect", daemon=True
+            ).start()
+
+    def _reconnect(self) -> None:
+        delay = 0.1
+        while self._subscribed:
+            try:
+                self._ensure_connection()
+                logger.info("channel layer reconnected to %s", self.brokers)
+                return
+            except BrokerUnavailable as exc:
+                logger.warning("channel layer: %s; retrying in %.1f s", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     @staticmethod
     def _subscribe(conn: stomp.Connection, group: str) -> None:
@@ -104,7 +127,7 @@ class StompChannelLayer(InMemoryChannelLayer):
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """Publish to the group's topic; each process delivers to its own members."""
-        assert self.valid_group_name(group), "Group name not valid"
+        self.require_valid_group_name(group)
         body = json.dumps(message, separators=(",", ":"))
         await asyncio.to_thread(self._publish, group, body)
 

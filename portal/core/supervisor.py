@@ -56,7 +56,8 @@ class Supervisor:
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> Child:
         child = Child(name, list(argv), self.log_dir / f"{name}.log", env)
-        log = child.log_path.open("ab")
+        # A fresh log per start: readiness is read from it, so old runs' lines must not count.
+        log = child.log_path.open("wb")
         # Each child leads its own process group, so stopping it also stops what it spawned
         # (Celery's pool, for one), and a Ctrl-C reaches the children only through us.
         child.process = subprocess.Popen(

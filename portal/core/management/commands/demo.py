@@ -19,6 +19,27 @@ from portal.core.supervisor import ChildFailed, Supervisor
 from portal.jobs.services import interrupt_unfinished_jobs
 
 
+def simulated_datacenters() -> dict[str, str]:
+    """Where the simulated nodes connect: ``SWITCHBOARD_SIM_DATACENTERS`` or the one broker.
+
+    The variable reads ``a=host:port[,host:port];b=host:port`` so that, on the ActiveMQ
+    network, each datacenter's nodes talk only to their own broker. By default both simulated
+    datacenters share the portal's broker.
+    """
+    spec = os.environ.get("SWITCHBOARD_SIM_DATACENTERS", "").strip()
+    if not spec:
+        return {"a": settings.STOMP_BROKERS, "b": settings.STOMP_BROKERS}
+    datacenters = {}
+    for part in spec.split(";"):
+        name, sep, brokers = part.partition("=")
+        if not sep or not name.strip() or not brokers.strip():
+            raise CommandError(
+                f"SWITCHBOARD_SIM_DATACENTERS: {part!r} is not name=host:port[,host:port]"
+            )
+        datacenters[name.strip()] = brokers.strip()
+    return datacenters
+
+
 class Command(BaseCommand):
     help = "Run Switchboard's embedded profile: broker, worker, simulated nodes and the portal."
 
@@ -49,9 +70,7 @@ class Command(BaseCommand):
                 if settings.EMBEDDED_BROKER:
                     stack.start_embedded_broker(sup, stomp_host, stomp_port)
                 stack.start_worker(sup)
-                # Both simulated datacenters share the one broker of this profile.
-                datacenters = {"a": settings.STOMP_BROKERS, "b": settings.STOMP_BROKERS}
-                stack.start_simulator(sup, datacenters, options["nodes"])
+                stack.start_simulator(sup, simulated_datacenters(), options["nodes"])
                 stack.start_asgi(sup, options["host"], options["port"])
             except ChildFailed as exc:
                 raise CommandError(str(exc)) from exc
@@ -77,7 +96,9 @@ class Command(BaseCommand):
         url = f"http://{options['host']}:{options['port']}/"
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Switchboard is up: {url}"))
-        self.stdout.write(f"  {options['nodes']} simulated nodes on {settings.STOMP_BROKERS}")
+        where = "; ".join(f"datacenter {n} on {b}" for n, b in simulated_datacenters().items())
+        self.stdout.write(f"  {options['nodes']} simulated nodes: {where}")
+        self.stdout.write(f"  portal and worker on {settings.STOMP_BROKERS}")
         self.stdout.write(f"  logs in {sup.log_dir}")
         self.stdout.write("  demo logins:")
         for login in logins:
