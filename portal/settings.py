@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "channels",
     "portal.core",
     "portal.accounts",
+    "portal.inventory",
     "portal.jobs",
 ]
 
@@ -120,9 +121,9 @@ STOMP_BROKERS = env_str("STOMP_BROKERS", "127.0.0.1:61613")
 EMBEDDED_BROKER = env_bool("SWITCHBOARD_EMBEDDED_BROKER", not os.environ.get("STOMP_BROKERS"))
 STOMP_LOGIN = env_str("STOMP_LOGIN", "")
 STOMP_PASSCODE = env_str("STOMP_PASSCODE", "")
+SWITCHBOARD_CONNECT_TIMEOUT = env_float("SWITCHBOARD_CONNECT_TIMEOUT", 5.0)
 SWITCHBOARD_COLLECTIVE = env_str("SWITCHBOARD_COLLECTIVE", "mcollective")
 SWITCHBOARD_DISCOVERY_TIMEOUT = env_float("SWITCHBOARD_DISCOVERY_TIMEOUT", 2.0)
-SWITCHBOARD_CONNECT_TIMEOUT = env_float("SWITCHBOARD_CONNECT_TIMEOUT", 5.0)
 SWITCHBOARD_REQUEST_TTL = int(env_float("SWITCHBOARD_REQUEST_TTL", 60))
 # How often collected replies are written and pushed to browsers, in seconds.
 SWITCHBOARD_FLUSH_INTERVAL = env_float("SWITCHBOARD_FLUSH_INTERVAL", 0.1)
@@ -163,6 +164,7 @@ else:
                 "brokers": STOMP_BROKERS,
                 "login": STOMP_LOGIN,
                 "passcode": STOMP_PASSCODE,
+                "connect_timeout": SWITCHBOARD_CONNECT_TIMEOUT,
             },
         }
     }

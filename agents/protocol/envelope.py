@@ -139,6 +139,9 @@ class Registration:
     classes: list[str]
     agents: list[str]
     msgtime: float = 0.0
+    # PEM of the node's Ed25519 public key ("" if the node does not sign its replies): the
+    # portal checks each reply's signature against the key the node registered.
+    public_key: str = ""
     protocol: str = REGISTRATION_PROTOCOL
 
 
@@ -200,6 +203,7 @@ _TYPES: dict[type, dict[str, tuple[type, ...]]] = {
         "classes": (list,),
         "agents": (list,),
         "msgtime": _NUM,
+        "public_key": _STR,
         "protocol": _STR,
     },
 }

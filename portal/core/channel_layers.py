@@ -19,11 +19,12 @@ from typing import Any
 import stomp
 from channels.layers import InMemoryChannelLayer
 
-from agents.protocol import BrokerUnavailable, connect, parse_brokers
+from agents.protocol import BrokerUnavailable, connect, format_brokers, parse_brokers
 
 logger = logging.getLogger(__name__)
 
 GROUP_TOPIC_PREFIX = "/topic/switchboard.channels."
+RETRY_AFTER_FAILURE = 5.0
 
 
 def group_topic(group: str) -> str:
@@ -34,12 +35,15 @@ def group_topic(group: str) -> str:
 class _GroupListener(stomp.ConnectionListener):
     def __init__(self, layer: StompChannelLayer) -> None:
         self.layer = layer
+        # Set once connected: an attempt that never connected has nothing to win back.
+        self.established = False
 
     def on_message(self, frame: Any) -> None:
         self.layer._deliver_from_broker(frame.headers.get("destination", ""), frame.body)
 
     def on_disconnected(self) -> None:
-        self.layer._connection_lost()
+        if self.established:
+            self.layer._connection_lost()
 
 
 class StompChannelLayer(InMemoryChannelLayer):
@@ -50,13 +54,19 @@ class StompChannelLayer(InMemoryChannelLayer):
         brokers: str = "127.0.0.1:61613",
         login: str = "",
         passcode: str = "",
+        connect_timeout: float = 5.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.brokers = parse_brokers(brokers)
         self.login = login
         self.passcode = passcode
-        self._lock = threading.Lock()
+        self.connect_timeout = connect_timeout
+        # Re-entrant: stomp.py may call on_disconnected from inside a connect attempt.
+        self._lock = threading.RLock()
+        # After a failed connect, publishing fails fast for a while instead of waiting for
+        # the connect timeout on every frame.
+        self._down_until = 0.0
         self._connection: stomp.Connection | None = None
         self._subscribed: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -65,12 +75,21 @@ class StompChannelLayer(InMemoryChannelLayer):
     def _ensure_connection(self) -> stomp.Connection:
         with self._lock:
             if self._connection is None or not self._connection.is_connected():
-                conn = connect(
-                    self.brokers,
-                    self.login,
-                    self.passcode,
-                    listeners={"channel-layer": _GroupListener(self)},
-                )
+                if time.monotonic() < self._down_until:
+                    raise BrokerUnavailable(f"{format_brokers(self.brokers)} was unreachable")
+                listener = _GroupListener(self)
+                try:
+                    conn = connect(
+                        self.brokers,
+                        self.login,
+                        self.passcode,
+                        listeners={"channel-layer": listener},
+                        timeout=self.connect_timeout,
+                    )
+                except BrokerUnavailable:
+                    self._down_until = time.monotonic() + RETRY_AFTER_FAILURE
+                    raise
+                listener.established = True
                 self._connection = conn
                 # A fresh connection has no subscriptions: take back those we had.
                 for group in self._subscribed:
@@ -96,6 +115,7 @@ class StompChannelLayer(InMemoryChannelLayer):
                 return
             except BrokerUnavailable as exc:
                 logger.warning("channel layer: %s; retrying in %.1f s", exc, delay)
+                self._down_until = 0.0  # this loop paces its own retries
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
 

@@ -13,6 +13,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from agents.protocol import BrokerUnavailable
 from portal.jobs.models import Job, NodeReply
 from portal.jobs.services import job_summary
 
@@ -41,5 +42,7 @@ def push_job_frame(job: Job, replies: Sequence[NodeReply] = ()) -> None:
         return
     try:
         async_to_sync(layer.group_send)(job.group_name, job_frame(job, replies))
+    except BrokerUnavailable as exc:
+        logger.warning("job %s: live frame not pushed: %s", job.pk, exc)
     except Exception:
         logger.exception("could not push a frame for job %s to the channel layer", job.pk)

@@ -9,6 +9,7 @@ parts (ActiveMQ NOC broker bridged to two datacenter brokers, PostgreSQL, Redis)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
