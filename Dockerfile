@@ -19,6 +19,7 @@ COPY agents ./agents
 COPY portal ./portal
 COPY templates ./templates
 COPY static ./static
+COPY manage.py ./
 
 # Editable install: the code stays in /app (templates/ and static/ sit beside portal/) and
 # the console scripts (switchboard-simulator, switchboard-node) are created; the pinned
@@ -28,6 +29,11 @@ RUN pip install --no-deps -e . \
  && install -d -o switchboard -g switchboard /var/lib/switchboard
 
 ENV SWITCHBOARD_VAR_DIR=/var/lib/switchboard
+
+# Hashed, compressed static files for WhiteNoise (the production profile serves STATIC_ROOT).
+RUN SWITCHBOARD_PROFILE=production SECRET_KEY=collectstatic-only \
+    python manage.py collectstatic --noinput \
+ && chown -R switchboard:switchboard /var/lib/switchboard
 
 USER switchboard
 EXPOSE 8000

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,11 @@ from typing import Any
 
 import yaml
 
+from agents.plugins.base import BACKEND_CHOICES
 from agents.protocol.destinations import validate_name
 from agents.protocol.transport import DEFAULT_HEARTBEATS, parse_brokers
+
+NRPE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 class ConfigError(ValueError):
@@ -41,6 +45,14 @@ class NodeConfig:
     workers: int = 4
     connect_timeout: float = 5.0
     directed: bool = False
+    # "auto": agents act on this host; "simulated": in-memory backends (simulator nodes).
+    backend: str = "auto"
+    nrpe_commands: dict[str, list[str]] = field(default_factory=dict)
+    policy_dir: str | None = None  # None: no policy, every request allowed
+    policy_default: str = "allow"  # for an agent without a policy file in policy_dir
+    audit_log: str | None = None  # None: no audit log
+    audit_max_bytes: int = 10 * 1024 * 1024
+    audit_backups: int = 5
 
     def __post_init__(self) -> None:
         for collective in self.collectives:
@@ -51,6 +63,28 @@ class NodeConfig:
             )
         if not self.identity:
             raise ConfigError("identity must not be empty")
+        if self.backend not in BACKEND_CHOICES:
+            raise ConfigError(
+                f"backend must be one of {', '.join(BACKEND_CHOICES)}, not {self.backend!r}"
+            )
+        if self.policy_default not in ("allow", "deny"):
+            raise ConfigError(f"policy_default must be allow or deny, not {self.policy_default!r}")
+        if self.audit_max_bytes < 1024 or self.audit_backups < 1:
+            raise ConfigError("audit_max_bytes must be >= 1024 and audit_backups >= 1")
+        _check_nrpe_commands(self.nrpe_commands)
+
+
+def _check_nrpe_commands(commands: Any) -> None:
+    if not isinstance(commands, dict):
+        raise ConfigError("nrpe_commands must map a check name to an argument list")
+    for name, argv in commands.items():
+        if not isinstance(name, str) or not NRPE_NAME_RE.fullmatch(name):
+            raise ConfigError(f"nrpe_commands: bad check name {name!r}")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise ConfigError(f"nrpe_commands.{name} must be a non-empty list of strings")
+        # Absolute, so the daemon (root) never runs whatever a PATH lookup finds.
+        if not os.path.isabs(argv[0]):
+            raise ConfigError(f"nrpe_commands.{name}: {argv[0]!r} must be an absolute path")
 
 
 def _read_facts(value: Any, base: Path) -> dict[str, Any]:
@@ -106,6 +140,9 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None) -> NodeConfi
             raise ConfigError(f"brokers: {exc}") from exc
     if "collectives" in raw and "main_collective" not in raw and raw["collectives"]:
         kwargs["main_collective"] = raw["collectives"][0]
+    for key in ("policy_dir", "audit_log"):
+        if raw.get(key):
+            kwargs[key] = str((base / str(raw[key])).expanduser())
     if "heartbeats" in raw:
         kwargs["heartbeats"] = tuple(int(x) for x in raw["heartbeats"])
     # Secrets may come from the environment so they stay out of the config file.

@@ -22,10 +22,12 @@ from typing import Any
 import stomp
 
 from agents import __version__
+from agents.audit import AuditLog
 from agents.config import ConfigError, NodeConfig, load_config
 from agents.dispatch import dispatch
 from agents.filters import Filter, FilterSyntaxError, Node
-from agents.plugins import ActionContext, Agent, load_agents
+from agents.plugins import ActionContext, Agent, AgentSettings, load_agents
+from agents.policy import NodePolicy, PolicyDecision
 from agents.protocol import (
     CONTENT_TYPE_JSON,
     HEADER_IDENTITY,
@@ -46,9 +48,11 @@ from agents.protocol.transport import build_connection, format_brokers, start_co
 
 log = logging.getLogger(__name__)
 
+# validated/unvalidated are MCollective's names: a message that decoded into a request for
+# one of our collectives, or not (unvalidated == invalid, kept for older dashboards).
 COUNTERS = (
-    "total", "passed", "filtered", "replies", "ttl_expired", "invalid", "duplicates",
-    "errors", "reconnects",
+    "total", "validated", "unvalidated", "passed", "filtered", "replies", "ttl_expired",
+    "invalid", "duplicates", "denied", "errors", "reconnects",
 )  # fmt: skip
 RECENT_REQUEST_IDS = 4096
 
@@ -78,7 +82,15 @@ class NodeDaemon:
     def __init__(self, config: NodeConfig, *, agents: dict[str, Agent] | None = None) -> None:
         self.config = config
         self.identity = config.identity
-        self.agents = load_agents(config.agents) if agents is None else agents
+        if agents is None:
+            agents = load_agents(config.agents, agent_settings(config))
+        self.agents = agents
+        self.policy = NodePolicy(config.policy_dir, config.policy_default == "allow")
+        self.audit = (
+            AuditLog(config.audit_log, config.audit_max_bytes, config.audit_backups)
+            if config.audit_log
+            else None
+        )
         self.node = Node(config.identity, config.facts, config.classes, sorted(self.agents))
         self.started_at = time.time()
         self._counts = dict.fromkeys(COUNTERS, 0)
@@ -128,6 +140,8 @@ class NodeDaemon:
                 log.debug("%s: disconnect failed: %s", self.identity, exc)
             conn.transport.running = False
         self._pool.shutdown(wait=True, cancel_futures=False)
+        if self.audit is not None:
+            self.audit.close()
 
     def is_connected(self) -> bool:
         """True while the STOMP connection is up."""
@@ -270,12 +284,15 @@ class NodeDaemon:
             flt = Filter.from_dict(request.filter)
         except (ProtocolError, FilterSyntaxError) as exc:
             self._count("invalid")
+            self._count("unvalidated")
             log.warning("%s: dropped invalid message: %s", self.identity, exc)
             return None
         if request.collective not in self.config.collectives:
             self._count("invalid")
+            self._count("unvalidated")
             log.warning("%s: dropped request for collective %s", self.identity, request.collective)
             return None
+        self._count("validated")
         now = time.time()
         # Future-dated requests are refused too (MCollective accepted them; Choria does not).
         if request.is_expired(now) or request.msgtime > now + request.ttl:
@@ -289,11 +306,28 @@ class NodeDaemon:
             self._count("filtered")
             return None
         self._count("passed")
-        reply = dispatch(request, self.agents, self.identity, self._context)
+        reply = dispatch(
+            request,
+            self.agents,
+            self.identity,
+            self._context,
+            authorize=self._authorize,
+            audit=self.audit,
+        )
         if reply.statuscode == Status.UNKNOWN_ERROR:
             self._count("errors")
         self._send_reply(headers.get(HEADER_REPLY_TO), request, reply)
         return reply
+
+    def _authorize(self, request: Request, actions: Any) -> PolicyDecision:
+        # Roles stay empty until requests are signed: a role claimed in unsigned request
+        # data could be forged by anyone who can publish to the topic.
+        decision = self.policy.decide(
+            request.agent, request.action, request.callerid, self.node, roles=(), actions=actions
+        )
+        if not decision.allowed:
+            self._count("denied")
+        return decision
 
     def _first_sighting(self, requestid: str) -> bool:
         # Brokers deliver at most once, but a network of brokers can still duplicate.
@@ -346,6 +380,14 @@ class NodeDaemon:
             log.warning("%s: reply to %s not sent: %s", self.identity, request.requestid, exc)
 
 
+def agent_settings(config: NodeConfig) -> AgentSettings:
+    """The part of the node config that agents see (backend choice, nrpe commands)."""
+    return AgentSettings(
+        backend=config.backend,
+        nrpe_commands={name: tuple(argv) for name, argv in config.nrpe_commands.items()},
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """``switchboard-node --config /etc/switchboard/node.yaml``: run until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(prog="switchboard-node", description=__doc__)
@@ -358,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         daemon = NodeDaemon(config)
-    except (ConfigError, KeyError) as exc:
+    except (ConfigError, KeyError, OSError) as exc:
         log.error("configuration error: %s", exc)
         return 2
     stop = threading.Event()

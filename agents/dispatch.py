@@ -1,20 +1,34 @@
-"""The one dispatch pipeline: agent, action, DDL validation, call, Reply.
+"""The one dispatch pipeline: agent and action lookup, policy, DDL validation, call, audit.
 
-Filter, TTL and duplicate checks happen before this, in the daemon, because a request that
-fails them gets no reply at all; everything here always produces exactly one Reply.
+Decoding, TTL, duplicate and filter checks happen before this, in the daemon, because a
+request that fails them gets no reply at all (and no audit line); everything here always
+produces exactly one Reply and, when an audit log is given, exactly one audit line.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Protocol
 
 from agents.ddl import InputValidationError, UnknownAction
 from agents.plugins.base import ActionContext, ActionError, Agent
+from agents.policy import PolicyDecision
 from agents.protocol.envelope import Reply, Request
 from agents.protocol.status import Status
 
 log = logging.getLogger(__name__)
+
+# (request, the agent's action names) -> decision; the daemon binds node, roles and dir.
+Authorizer = Callable[[Request, Collection[str]], PolicyDecision]
+
+
+class Auditor(Protocol):
+    """Anything that records an answered request (agents.audit.AuditLog)."""
+
+    def record(
+        self, identity: str, request: Request, reply: Reply, decision: PolicyDecision | None
+    ) -> None: ...
 
 
 def dispatch(
@@ -22,40 +36,68 @@ def dispatch(
     agents: Mapping[str, Agent],
     identity: str,
     make_context: Callable[[Request], ActionContext],
+    *,
+    authorize: Authorizer | None = None,
+    audit: Auditor | None = None,
 ) -> Reply:
     """Run ``request`` against the loaded agents and return the Reply (never raises).
 
-    Status codes: UNKNOWN_ACTION for an unknown agent or action, MISSING_DATA or
-    INVALID_DATA from the DDL, the ActionError's status, UNKNOWN_ERROR for any other
-    exception (its message goes back to the caller; the traceback stays in the node log).
+    Order: agent/action lookup (UNKNOWN_ACTION), policy (ABORTED with the deciding file and
+    line), DDL validation (MISSING_DATA / INVALID_DATA), the handler (its ActionError status,
+    or UNKNOWN_ERROR for any other exception: message to the caller, traceback to the log),
+    then the audit line.
     """
+    reply, decision = _run(request, agents, identity, make_context, authorize)
+    if audit is not None:
+        audit.record(identity, request, reply, decision)
+    return reply
 
-    def reply(status: Status, message: str, data: Mapping[str, object] | None = None) -> Reply:
+
+def _run(
+    request: Request,
+    agents: Mapping[str, Agent],
+    identity: str,
+    make_context: Callable[[Request], ActionContext],
+    authorize: Authorizer | None,
+) -> tuple[Reply, PolicyDecision | None]:
+    def reply(status: Status, message: str, data: Mapping[str, Any] | None = None) -> Reply:
         return Reply.for_request(
             request, senderid=identity, statuscode=status, statusmsg=message, data=data
         )
 
     agent = agents.get(request.agent)
     if agent is None:
-        return reply(Status.UNKNOWN_ACTION, f"unknown agent {request.agent!r} on {identity}")
+        return reply(Status.UNKNOWN_ACTION, f"unknown agent {request.agent!r} on {identity}"), None
     try:
         action = agent.ddl.action(request.action)
         handler = agent.actions()[request.action]
     except (UnknownAction, KeyError) as exc:
-        return reply(Status.UNKNOWN_ACTION, str(exc).strip("'\""))
+        return reply(Status.UNKNOWN_ACTION, str(exc).strip("'\"")), None
+    if authorize is None:
+        decision = PolicyDecision(True, "no policy configured")
+    else:
+        decision = authorize(request, agent.ddl.actions.keys())
+    if not decision.allowed:
+        log.info(
+            "%s: request %s from %s for %s.%s %s",
+            identity, request.requestid, request.callerid, request.agent, request.action,
+            decision.reason,
+        )  # fmt: skip
+        return reply(Status.ABORTED, decision.reason), decision
     try:
         inputs = action.validate_inputs(request.data)
     except InputValidationError as exc:
-        return reply(exc.status, f"invalid inputs: {exc}", {"errors": exc.errors})
+        return reply(exc.status, f"invalid inputs: {exc}", {"errors": exc.errors}), decision
+    data = action.output_defaults()
     try:
         result = handler(make_context(request), inputs)
     except ActionError as exc:
-        return reply(exc.status, str(exc))
+        data.update(exc.data)
+        return reply(exc.status, str(exc), data if exc.data else None), decision
     except Exception as exc:
         log.exception(
             "%s.%s failed for request %s", request.agent, request.action, request.requestid
         )
-        return reply(Status.UNKNOWN_ERROR, f"{type(exc).__name__}: {exc}")
-    data = action.output_defaults()
+        return reply(Status.UNKNOWN_ERROR, f"{type(exc).__name__}: {exc}"), decision
     data.update(result or {})
-    return reply(Status.OK, "OK", data)
+    return reply(Status.OK, "OK", data), decision

@@ -18,7 +18,7 @@ from typing import Any
 from agents.config import NodeConfig
 from agents.daemon import NodeDaemon
 from agents.filters import Node
-from agents.plugins import load_agents
+from agents.plugins.base import BACKEND_SIMULATED
 from agents.protocol.transport import format_brokers, parse_brokers
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,6 @@ class Simulator:
         self.datacenters = datacenters
         self.register_interval = register_interval
         rng = random.Random(seed)  # noqa: S311 - reproducible fake facts, not security
-        # Every daemon shares one set of agent objects: they are stateless.
-        agents = load_agents()
         names = sorted(datacenters)
         self.daemons: list[NodeDaemon] = []
         for index in range(count):
@@ -108,8 +106,12 @@ class Simulator:
                 connect_timeout=connect_timeout,
                 register_interval=register_interval,
                 workers=workers_per_node,
+                # Virtual nodes must never restart services or install packages on this
+                # machine; no audit log either (audit_log stays None) unless a caller sets one.
+                backend=BACKEND_SIMULATED,
             )
-            self.daemons.append(NodeDaemon(config, agents=agents))
+            # The daemon builds its own agents, so each simulated backend keeps that node's state.
+            self.daemons.append(NodeDaemon(config))
         self._stop = threading.Event()
         self._register_thread: threading.Thread | None = None
 

@@ -4,20 +4,44 @@ from __future__ import annotations
 
 import logging
 
-from agents.plugins.base import ActionContext, ActionError, Agent, Handler
+from agents.plugins.base import (
+    BACKEND_CHOICES,
+    ActionContext,
+    ActionError,
+    Agent,
+    AgentSettings,
+    Handler,
+)
 from agents.plugins.echo.agent import EchoAgent
+from agents.plugins.filemgr.agent import FilemgrAgent
+from agents.plugins.nrpe.agent import NrpeAgent
+from agents.plugins.package.agent import PackageAgent
+from agents.plugins.process.agent import ProcessAgent
+from agents.plugins.puppet.agent import PuppetAgent
 from agents.plugins.rpcutil.agent import RpcutilAgent
+from agents.plugins.service.agent import ServiceAgent
 
 log = logging.getLogger(__name__)
 
 REGISTRY: dict[str, type[Agent]] = {
     RpcutilAgent.name: RpcutilAgent,
     EchoAgent.name: EchoAgent,
+    ServiceAgent.name: ServiceAgent,
+    PackageAgent.name: PackageAgent,
+    ProcessAgent.name: ProcessAgent,
+    FilemgrAgent.name: FilemgrAgent,
+    NrpeAgent.name: NrpeAgent,
+    PuppetAgent.name: PuppetAgent,
 }
 
 
-def load_agents(enabled: list[str] | None = None) -> dict[str, Agent]:
+def load_agents(
+    enabled: list[str] | None = None, settings: AgentSettings | None = None
+) -> dict[str, Agent]:
     """Instantiate the enabled agents (all by default) that say they are available here.
+
+    ``settings`` picks the backends (``backend: simulated`` never touches the host); each
+    call builds fresh agent objects, so simulated state is per call, i.e. per node.
 
     An agent that declines is logged with its reason and left out; an unknown name in
     ``enabled`` raises KeyError so a typo in the config is not silently ignored.
@@ -27,7 +51,7 @@ def load_agents(enabled: list[str] | None = None) -> dict[str, Agent]:
     for name in names:
         if name not in REGISTRY:
             raise KeyError(f"unknown agent {name!r}; known agents: {', '.join(sorted(REGISTRY))}")
-        agent = REGISTRY[name]()
+        agent = REGISTRY[name](settings)
         ok, reason = agent.available()
         if not ok:
             log.info("agent %s not loaded: %s", name, reason)
@@ -39,4 +63,13 @@ def load_agents(enabled: list[str] | None = None) -> dict[str, Agent]:
     return loaded
 
 
-__all__ = ["REGISTRY", "ActionContext", "ActionError", "Agent", "Handler", "load_agents"]
+__all__ = [
+    "BACKEND_CHOICES",
+    "REGISTRY",
+    "ActionContext",
+    "ActionError",
+    "Agent",
+    "AgentSettings",
+    "Handler",
+    "load_agents",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -10,13 +11,43 @@ from agents.ddl import AgentDDL, load_ddl
 from agents.protocol.envelope import Request
 from agents.protocol.status import Status
 
+BACKEND_AUTO = "auto"
+BACKEND_SIMULATED = "simulated"
+BACKEND_CHOICES = (BACKEND_AUTO, BACKEND_SIMULATED)
+
 
 class ActionError(Exception):
-    """Raised by an action to fail with a chosen status (default ABORTED) and message."""
+    """Raised by an action to fail with a chosen status (default ABORTED) and message.
 
-    def __init__(self, message: str, status: Status = Status.ABORTED) -> None:
+    ``data`` (optional) still goes back in the Reply, e.g. a failed check's output.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status: Status = Status.ABORTED,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.data = dict(data or {})
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """The node settings agents may read; built by the daemon from its NodeConfig.
+
+    ``backend`` is ``auto`` (act on this host through its real tools) or ``simulated``
+    (in-memory, deterministic state per agent instance: never touches the host).
+    """
+
+    backend: str = BACKEND_AUTO
+    nrpe_commands: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def simulated(self) -> bool:
+        """True when agents must use their simulated backends."""
+        return self.backend == BACKEND_SIMULATED
 
 
 @dataclass(frozen=True)
@@ -38,6 +69,12 @@ class ActionContext:
 Handler = Callable[[ActionContext, dict[str, Any]], dict[str, Any]]
 
 
+@functools.cache
+def shipped_ddl(name: str) -> AgentDDL:
+    """The agent's DDL, parsed once per process (a simulator builds thousands of agents)."""
+    return load_ddl(name)
+
+
 class Agent:
     """Base class for agents: the DDL is loaded from the agent's ddl.json by name.
 
@@ -47,8 +84,9 @@ class Agent:
 
     name: ClassVar[str] = ""
 
-    def __init__(self) -> None:
-        self.ddl: AgentDDL = load_ddl(self.name)
+    def __init__(self, settings: AgentSettings | None = None) -> None:
+        self.settings = settings or AgentSettings()
+        self.ddl: AgentDDL = shipped_ddl(self.name)
 
     def available(self) -> tuple[bool, str]:
         """Whether this agent can run on this host, and why not (Salt's ``__virtual__``)."""

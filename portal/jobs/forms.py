@@ -7,7 +7,10 @@ from typing import Any
 
 from django.http import QueryDict
 
-INPUT_PREFIX = "input:"
+
+def input_field_name(agent: str, action: str, name: str) -> str:
+    """The form field of one action's input: scoped by action, so only the chosen one counts."""
+    return f"input:{agent}.{action}:{name}"
 
 
 @dataclass(frozen=True)
@@ -22,10 +25,13 @@ class JobFormData:
     @classmethod
     def from_post(cls, post: QueryDict) -> JobFormData:
         agent, _, action = post.get("agent_action", "").partition(".")
+        # Every action's fields may be posted (a browser without JavaScript sends them all):
+        # only the chosen action's inputs are read; empty ones fall back to the DDL default.
+        prefix = input_field_name(agent, action, "")
         inputs = {
-            key[len(INPUT_PREFIX) :]: value
+            key[len(prefix) :]: value
             for key, value in post.items()
-            if key.startswith(INPUT_PREFIX) and value != ""
+            if key.startswith(prefix) and value != ""
         }
         return cls(agent, action, post.get("filter", ""), inputs)
 

@@ -6,6 +6,7 @@
   const tbody = document.querySelector("#replies tbody");
   const streamState = document.getElementById("stream-state");
   const rows = new Map();
+  const order = [];  // identities in table order
   let finished = false;
   let retryDelay = 500;
 
@@ -15,7 +16,11 @@
     const status = document.getElementById("job-status");
     status.textContent = job.status;
     status.className = "status status-" + job.status;
-    for (const [key, value] of Object.entries(job.counts)) text("count-" + key, value);
+    for (const [key, value] of Object.entries(job.counts)) {
+      const counter = document.getElementById("count-" + key);
+      counter.textContent = value;
+      counter.parentElement.toggleAttribute("data-zero", value === 0);
+    }
     const progress = document.getElementById("progress");
     progress.max = Math.max(job.counts.expected, 1);
     progress.value = job.finished ? progress.max : job.counts.replied;
@@ -47,7 +52,14 @@
       tr.appendChild(td);
     });
     rows.set(reply.identity, tr);
-    tbody.appendChild(tr);
+    // Sorted by identity, as the snapshot is, so a reload shows the same order.
+    let low = 0, high = order.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (order[mid] < reply.identity) low = mid + 1; else high = mid;
+    }
+    tbody.insertBefore(tr, low < order.length ? rows.get(order[low]) : null);
+    order.splice(low, 0, reply.identity);
   }
 
   function connect() {

@@ -1,9 +1,12 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
-from agents.config import ConfigError, config_from_dict, load_config
+from agents.config import ConfigError, NodeConfig, config_from_dict, load_config
 from agents.daemon import main
+from agents.plugins.base import shipped_ddl
+from agents.policy import parse_policy
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "agents" / "examples"
 
@@ -47,3 +50,13 @@ def test_main_reports_bad_config(tmp_path):
     path = tmp_path / "node.yaml"
     path.write_text("bogus: 1\n")
     assert main(["--config", str(path)]) == 2
+
+
+def test_example_config_names_every_setting_and_its_policy_parses():
+    text = (EXAMPLES / "node.yaml").read_text()
+    named = {line.lstrip("# ").split(":")[0] for line in text.splitlines() if ":" in line}
+    assert set(NodeConfig.__dataclass_fields__) <= named
+    assert set(yaml.safe_load(text)) <= set(NodeConfig.__dataclass_fields__)
+    actions = shipped_ddl("service").actions
+    policy = parse_policy((EXAMPLES / "policy" / "service.policy").read_text(), "p", actions)
+    assert [r.line for r in policy.rules] == [3, 4] and policy.default_allow is False

@@ -6,9 +6,11 @@ from agents.plugins import REGISTRY, ActionContext, load_agents
 from agents.protocol import Request, Status
 
 
-def test_load_all_ships_rpcutil_and_echo():
+def test_load_all_ships_every_standard_agent():
     ddls = load_all()
-    assert sorted(ddls) == ["echo", "rpcutil"]
+    assert sorted(ddls) == [
+        "echo", "filemgr", "nrpe", "package", "process", "puppet", "rpcutil", "service",
+    ]  # fmt: skip
     rpcutil = ddls["rpcutil"]
     assert rpcutil.timeout == 5
     assert rpcutil.action("ping").display == "always"
@@ -120,7 +122,7 @@ def test_rpcutil_ping():
 
 def test_rpcutil_inventory_and_facts():
     _, reply = run("rpcutil", "inventory")
-    assert reply.data["agents"] == ["echo", "rpcutil"]
+    assert reply.data["agents"] == sorted(AGENTS)
     assert reply.data["classes"] == ["apache", "base"]
     assert reply.data["collectives"] == ["mcollective"]
     assert reply.data["data_plugins"] == []
@@ -139,7 +141,7 @@ def test_rpcutil_inventory_and_facts():
     ("agent", "action", "data", "status", "message"),
     [
         ("rpcutil", "nope", {}, Status.UNKNOWN_ACTION, "agent rpcutil has no action 'nope'"),
-        ("puppet", "runonce", {}, Status.UNKNOWN_ACTION, "unknown agent 'puppet' on web1"),
+        ("ghost", "runonce", {}, Status.UNKNOWN_ACTION, "unknown agent 'ghost' on web1"),
         ("rpcutil", "get_fact", {}, Status.MISSING_DATA, "invalid inputs: fact: is required"),
         ("echo", "echo", {"message": "a|b"}, Status.INVALID_DATA, "shell metacharacters"),
         ("echo", "fail", {"kind": "aborted"}, Status.ABORTED, "failed on request"),

@@ -27,7 +27,9 @@ def test_form_lists_actions_from_the_ddls(browser) -> None:
     page = browser.get("/jobs/new/").content.decode()
     assert 'value="rpcutil.ping"' in page
     assert 'value="rpcutil.inventory"' in page
-    assert 'name="input:fact"' in page  # rpcutil get_fact's input, generated from its DDL
+    assert (
+        'name="input:rpcutil.get_fact:fact"' in page
+    )  # rpcutil get_fact's input, generated from its DDL
 
 
 def test_submit_redirects_to_the_live_job_page(browser, queued_tasks) -> None:
@@ -49,7 +51,7 @@ def test_submit_redirects_to_the_live_job_page(browser, queued_tasks) -> None:
         ({"agent_action": "nosuch.ping", "filter": ""}, "unknown agent"),
         (
             {"agent_action": "rpcutil.get_fact", "filter": ""},
-            '<span class="error field-error">is required</span>',
+            '<span class="error field-error" role="alert">is required</span>',
         ),
     ],
 )
@@ -62,3 +64,17 @@ def test_bad_input_is_shown_on_the_form_and_nothing_is_queued(
     assert 'class="error' in response.content.decode()
     assert Job.objects.count() == 0
     queued_tasks.assert_not_called()
+
+
+def test_only_the_chosen_actions_inputs_are_read(browser, queued_tasks) -> None:
+    # A browser without JavaScript posts every action's fields.
+    response = browser.post(
+        "/jobs/new/",
+        {
+            "agent_action": "rpcutil.get_fact",
+            "input:rpcutil.get_fact:fact": "os",
+            "input:echo.echo:message": "not mine",
+        },
+    )
+    assert response.status_code == 302
+    assert Job.objects.get().inputs == {"fact": "os"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.filters.terms import MISSING, lookup_fact
-from agents.plugins.base import ActionContext, Agent, Handler
+from agents.plugins.base import ActionContext, Agent, Handler, shipped_ddl
 
 
 class RpcutilAgent(Agent):
@@ -55,15 +55,29 @@ class RpcutilAgent(Agent):
         return {"values": values}
 
     def agent_inventory(self, ctx: ActionContext, inputs: dict[str, Any]) -> dict[str, Any]:
-        """The loaded agents with their DDL metadata."""
-        return {"agents": sorted(ctx.agents)}
+        """The loaded agents with their DDL metadata (name, description, version, timeout)."""
+        inventory = []
+        for name in sorted(ctx.agents):
+            ddl = shipped_ddl(name)
+            inventory.append(
+                {
+                    "agent": name,
+                    "name": ddl.name,
+                    "description": ddl.description,
+                    "version": ddl.version,
+                    "timeout": ddl.timeout,
+                    "license": ddl.license,
+                    "author": ddl.author,
+                }
+            )
+        return {"agents": inventory}
 
     def collective_info(self, ctx: ActionContext, inputs: dict[str, Any]) -> dict[str, Any]:
         """The collectives this node serves and its main collective."""
         return {"collectives": list(ctx.collectives), "main_collective": ctx.main_collective}
 
     def daemon_stats(self, ctx: ActionContext, inputs: dict[str, Any]) -> dict[str, Any]:
-        """The daemon's message counters since start (requests, filtered, replies, ...)."""
+        """The daemon's counters since start; every counter is present (0 if never hit)."""
         stats = dict(ctx.stats)
         stats["starttime"] = ctx.started_at
         stats["version"] = ctx.version

@@ -1,0 +1,119 @@
+"""Screenshots of the portal for the docs, light and dark, taken on a real embedded stack.
+
+    python -m tests.browser.screenshots docs/screenshots
+
+Starts the same stack as the browser tests (tests/browser/support.py), runs a few jobs so the
+pages have something to show, and writes 1400x900 PNGs of the job form, a finished job page and
+the job list, each as ``<page>-light.png`` and ``<page>-dark.png``. Needs
+``scripts/install-browser``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tests.browser import support
+from tests.integration.harness import PortalStack
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+FINISH_TIMEOUT_MS = 60_000
+JOB_URL = re.compile(r"/jobs/(\d+)/$")
+
+
+def _api_job(portal: PortalStack, **payload: object) -> int:
+    response = portal.api("POST", "/api/jobs/", json=payload)
+    if response.status_code != 201:
+        raise SystemExit(f"could not submit {payload}: {response.status_code} {response.text}")
+    job_id = response.json()["id"]
+    portal.watch_job(job_id)
+    return job_id
+
+
+def _seed_jobs(portal: PortalStack) -> None:
+    """A job list with some history: an inventory, a fact read, and failures."""
+    portal.login(support.OPERATOR)
+    _api_job(portal, agent="rpcutil", action="inventory")
+    _api_job(
+        portal,
+        agent="rpcutil",
+        action="get_fact",
+        inputs={"fact": "os"},
+        filter="datacenter=b and role=web",
+    )
+    _api_job(
+        portal, agent="echo", action="fail", inputs={"kind": "aborted"}, filter="customer=globex"
+    )
+
+
+def take(out_dir: Path) -> list[Path]:
+    from playwright.sync_api import expect
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="switchboard-shots-") as tmp,
+        support.embedded_stack(Path(tmp)) as portal,
+        support.chromium() as browser,
+    ):
+        _seed_jobs(portal)
+        job_path = ""
+        for scheme in ("light", "dark"):
+            context = support.new_context(browser, portal.base_url, color_scheme=scheme)
+            page = context.new_page()
+            support.log_in(page)
+
+            # The job form, filled in for an action with several kinds of DDL input.
+            page.goto("/jobs/new/")
+            page.locator("#filter").fill("customer=acme and environment=prod")
+            page.locator("#agent-action").select_option(label="echo echo")
+            page.locator('[name="input:echo.echo:message"]').fill("hello from the NOC")
+            expect(page.locator('fieldset[data-action="echo.echo"]')).to_be_visible()
+            written.append(_shot(page, out_dir / f"job-form-{scheme}.png"))
+
+            # A finished job with its replies: run it once, from the form, then reopen it.
+            if not job_path:
+                page.locator("#filter").fill("customer=acme")
+                page.locator("#agent-action").select_option(label="rpcutil ping")
+                with page.expect_navigation(url=JOB_URL):
+                    page.get_by_role("button", name="Run").click()
+                job_path = JOB_URL.search(page.url).group(0)  # type: ignore[union-attr]
+            else:
+                page.goto(job_path)
+            expect(page.locator("#job-status")).to_have_text("completed", timeout=FINISH_TIMEOUT_MS)
+            expect(page.locator("#stream-state")).to_have_text("finished")
+            written.append(_shot(page, out_dir / f"job-detail-{scheme}.png"))
+
+            page.locator("header nav").get_by_role("link", name="Jobs").click()
+            expect(page.locator("table.grid tbody tr")).to_have_count(4)
+            written.append(_shot(page, out_dir / f"job-list-{scheme}.png"))
+            context.close()
+    return written
+
+
+def _shot(page: Page, path: Path) -> Path:
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.screenshot(path=path, animations="disabled", caret="hide")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path, nargs="?", default=Path("docs/screenshots"))
+    args = parser.parse_args(argv)
+    if not support.browser_available():
+        print("Chromium or Playwright missing: run scripts/install-browser", file=sys.stderr)
+        return 2
+    for path in take(args.out_dir):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

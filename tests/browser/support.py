@@ -1,0 +1,97 @@
+"""What the browser tests and the screenshot script share: the stack, the browser, the operator.
+
+The stack is the embedded profile of tests/integration/test_pipe.py (coilmq broker, simulated
+nodes, Celery worker, daphne, SQLite), started with the same harness helpers. The browser is
+Debian's Chromium driven by the Playwright package (``scripts/install-browser``); Playwright's
+own browser download is never used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from portal.core import stack
+from portal.core.supervisor import Supervisor
+from tests.integration.harness import (
+    PASSWORD,
+    PortalStack,
+    free_port,
+    replies_from_messages,
+    start_portal,
+)
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1400, "height": 900}
+NODE_COUNT = 30
+OPERATOR = "noc"
+
+
+def browser_available() -> bool:
+    """Debian's Chromium and the Playwright package are both installed."""
+    return CHROMIUM.exists() and importlib.util.find_spec("playwright") is not None
+
+
+@contextmanager
+def embedded_stack(tmp: Path, nodes: int = NODE_COUNT) -> Iterator[PortalStack]:
+    """Broker, ``nodes`` simulated nodes, worker and daphne, all on 127.0.0.1; stopped on exit."""
+    with Supervisor(tmp / "logs") as sup:
+        stomp_port = free_port()
+        brokers = f"127.0.0.1:{stomp_port}"
+        stack.start_embedded_broker(sup, "127.0.0.1", stomp_port)
+        stack.start_simulator(sup, {"a": brokers, "b": brokers}, nodes, seed=7)
+        yield start_portal(sup, tmp, {"STOMP_BROKERS": brokers, "REDIS_URL": ""})
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """A headless Debian Chromium under Playwright's sync API."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_context(browser: Browser, base_url: str, **kwargs: Any) -> BrowserContext:
+    return browser.new_context(base_url=base_url, viewport=VIEWPORT, **kwargs)
+
+
+def log_in(page: Page, username: str = OPERATOR, password: str = PASSWORD) -> None:
+    """Log in through the login form, as an operator does; returns on the job list."""
+    page.goto("/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    with page.expect_navigation(url="**/"):
+        page.get_by_role("button", name="Log in").click()
+
+
+def inventory(portal: PortalStack) -> dict[str, dict[str, Any]]:
+    """Every node's facts, from an ``rpcutil inventory`` job submitted through the API."""
+    portal.login(OPERATOR)
+    response = portal.api("POST", "/api/jobs/", json={"agent": "rpcutil", "action": "inventory"})
+    assert response.status_code == 201, response.text
+    messages = portal.watch_job(response.json()["id"])
+    return {
+        reply["identity"]: reply["data"]["facts"] for _, reply in replies_from_messages(messages)
+    }
