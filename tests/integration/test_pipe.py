@@ -189,6 +189,7 @@ def test_unreachable_broker_fails_the_job_with_a_reason(portal: PortalStack) -> 
         [sys.executable, "manage.py", "rpc", "rpcutil", "ping", "--user", "noc", "--json"],
         cwd=BASE_DIR,
         env={
+            **os.environ,
             **portal.env,
             "STOMP_BROKERS": f"127.0.0.1:{closed}",
             "SWITCHBOARD_CONNECT_TIMEOUT": "2",
