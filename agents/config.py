@@ -53,6 +53,14 @@ class NodeConfig:
     audit_log: str | None = None  # None: no audit log
     audit_max_bytes: int = 10 * 1024 * 1024
     audit_backups: int = 5
+    # Public keys (PEM files, or directories of *.pub) whose signed requests this node obeys.
+    trusted_keys: list[str] = field(default_factory=list)
+    # Refuse unsigned requests; only a lab node with no portal key should turn this off.
+    require_signatures: bool = True
+    # This node's own Ed25519 key (PEM), created on first start; replies are signed with it.
+    signing_key: str | None = None
+    # How far in the future a request's msgtime may be (portal and node clocks differ a little).
+    clock_skew: float = 30.0
 
     def __post_init__(self) -> None:
         for collective in self.collectives:
@@ -72,6 +80,8 @@ class NodeConfig:
         if self.audit_max_bytes < 1024 or self.audit_backups < 1:
             raise ConfigError("audit_max_bytes must be >= 1024 and audit_backups >= 1")
         _check_nrpe_commands(self.nrpe_commands)
+        if self.clock_skew < 0:
+            raise ConfigError("clock_skew must not be negative")
 
 
 def _check_nrpe_commands(commands: Any) -> None:
@@ -130,6 +140,15 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None) -> NodeConfi
     kwargs: dict[str, Any] = dict(raw)
     kwargs["facts"] = _read_facts(raw.get("facts"), base)
     kwargs["classes"] = _read_classes(raw.get("classes"), base)
+    if "trusted_keys" in raw:
+        keys = raw["trusted_keys"]
+        if isinstance(keys, str):
+            keys = [keys]
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ConfigError("trusted_keys must be a path or a list of paths")
+        kwargs["trusted_keys"] = [str((base / k).expanduser()) for k in keys]
+    if raw.get("signing_key"):
+        kwargs["signing_key"] = str((base / raw["signing_key"]).expanduser())
     if "brokers" in raw:
         try:
             brokers = raw["brokers"]

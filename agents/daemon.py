@@ -39,10 +39,16 @@ from agents.protocol import (
     Request,
     Status,
     broadcast_topic,
-    decode_request,
     directed_queue,
     encode,
     registration_topic,
+)
+from agents.protocol.security import (
+    SignatureError,
+    SigningKey,
+    TrustedKeys,
+    open_request,
+    seal_reply,
 )
 from agents.protocol.transport import build_connection, format_brokers, start_connection
 
@@ -52,9 +58,10 @@ log = logging.getLogger(__name__)
 # one of our collectives, or not (unvalidated == invalid, kept for older dashboards).
 COUNTERS = (
     "total", "validated", "unvalidated", "passed", "filtered", "replies", "ttl_expired",
-    "invalid", "duplicates", "denied", "errors", "reconnects",
+    "invalid", "duplicates", "denied", "errors", "reconnects", "signature_refused",
 )  # fmt: skip
-RECENT_REQUEST_IDS = 4096
+# A hard cap on remembered request ids, beside their expiry, so a flood cannot exhaust memory.
+RECENT_REQUEST_IDS = 65536
 
 
 class _Listener(stomp.ConnectionListener):
@@ -79,9 +86,31 @@ class _Listener(stomp.ConnectionListener):
 class NodeDaemon:
     """One node: owns its STOMP connection, subscriptions, worker pool and counters."""
 
-    def __init__(self, config: NodeConfig, *, agents: dict[str, Agent] | None = None) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        agents: dict[str, Agent] | None = None,
+        trusted_keys: TrustedKeys | None = None,
+        signing_key: SigningKey | None = None,
+    ) -> None:
+        """``trusted_keys``/``signing_key`` override the config's files (the simulator shares
+        one set of trusted keys between its nodes and keeps their keys in memory)."""
         self.config = config
         self.identity = config.identity
+        try:
+            self.trusted_keys = trusted_keys or TrustedKeys.from_files(config.trusted_keys)
+            self.signing_key = signing_key or (
+                SigningKey.load_or_create(config.signing_key) if config.signing_key else None
+            )
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"keys: {exc}") from exc
+        if config.require_signatures and not len(self.trusted_keys):
+            log.warning(
+                "%s: require_signatures is on but no trusted_keys are set: every request "
+                "will be refused",
+                config.identity,
+            )
         if agents is None:
             agents = load_agents(config.agents, agent_settings(config))
         self.agents = agents
@@ -95,7 +124,9 @@ class NodeDaemon:
         self.started_at = time.time()
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._lock = threading.Lock()
-        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # request id -> when it expires: a replay within its ttl is refused, and after its
+        # ttl the ttl check refuses it, so an id can be forgotten once it expires.
+        self._seen: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix=f"node-{self.identity}")
         self._stopping = threading.Event()
         self._receipts: dict[str, threading.Event] = {}
@@ -247,6 +278,7 @@ class NodeDaemon:
             classes=list(self.config.classes),
             agents=sorted(self.agents),
             msgtime=time.time(),
+            public_key=self.signing_key.public_pem() if self.signing_key else "",
         )
 
     def publish_registration(self) -> None:
@@ -280,8 +312,15 @@ class NodeDaemon:
         """Decode, check and run one frame; returns the Reply sent, or None if dropped."""
         self._count("total")
         try:
-            request = decode_request(body)
+            request, signer = open_request(
+                body, self.trusted_keys, require_signature=self.config.require_signatures
+            )
             flt = Filter.from_dict(request.filter)
+        except SignatureError as exc:
+            self._count("unvalidated")
+            self._count("signature_refused")
+            log.warning("%s: refused a request: %s", self.identity, exc)
+            return None
         except (ProtocolError, FilterSyntaxError) as exc:
             self._count("invalid")
             self._count("unvalidated")
@@ -294,24 +333,28 @@ class NodeDaemon:
             return None
         self._count("validated")
         now = time.time()
-        # Future-dated requests are refused too (MCollective accepted them; Choria does not).
-        if request.is_expired(now) or request.msgtime > now + request.ttl:
+        # Future-dated requests are refused too, beyond the clock skew allowed (MCollective
+        # accepted them): a request stamped ahead would otherwise live longer than its ttl.
+        if request.is_expired(now) or request.msgtime > now + self.config.clock_skew:
             self._count("ttl_expired")
             log.info("%s: request %s outside its ttl; dropped", self.identity, request.requestid)
             return None
-        if not self._first_sighting(request.requestid):
+        if not self._first_sighting(request.requestid, request.expires_at()):
             self._count("duplicates")
             return None
         if not flt.matches(self.node):
             self._count("filtered")
             return None
         self._count("passed")
+        # Roles count only when the portal's signature vouches for them: anyone who can
+        # publish to the topic could claim a role in an unsigned request.
+        roles = tuple(request.roles) if signer else ()
         reply = dispatch(
             request,
             self.agents,
             self.identity,
             self._context,
-            authorize=self._authorize,
+            authorize=lambda req, actions: self._authorize(req, actions, roles),
             audit=self.audit,
         )
         if reply.statuscode == Status.UNKNOWN_ERROR:
@@ -319,22 +362,24 @@ class NodeDaemon:
         self._send_reply(headers.get(HEADER_REPLY_TO), request, reply)
         return reply
 
-    def _authorize(self, request: Request, actions: Any) -> PolicyDecision:
-        # Roles stay empty until requests are signed: a role claimed in unsigned request
-        # data could be forged by anyone who can publish to the topic.
+    def _authorize(self, request: Request, actions: Any, roles: tuple[str, ...]) -> PolicyDecision:
         decision = self.policy.decide(
-            request.agent, request.action, request.callerid, self.node, roles=(), actions=actions
+            request.agent, request.action, request.callerid, self.node, roles=roles, actions=actions
         )
         if not decision.allowed:
             self._count("denied")
         return decision
 
-    def _first_sighting(self, requestid: str) -> bool:
-        # Brokers deliver at most once, but a network of brokers can still duplicate.
+    def _first_sighting(self, requestid: str, expires_at: float) -> bool:
+        # A replayed request (or a broker duplicate) is refused while it is still young
+        # enough to pass the ttl check; ids are remembered until then.
+        now = time.time()
         with self._lock:
+            while self._seen and next(iter(self._seen.values())) < now:
+                self._seen.popitem(last=False)
             if requestid in self._seen:
                 return False
-            self._seen[requestid] = None
+            self._seen[requestid] = expires_at
             if len(self._seen) > RECENT_REQUEST_IDS:
                 self._seen.popitem(last=False)
             return True
@@ -360,9 +405,9 @@ class NodeDaemon:
             )
             return
         try:
-            body = encode(reply)
+            body = self._wire(reply)
         except ProtocolError as exc:
-            body = encode(
+            body = self._wire(
                 Reply.for_request(
                     request,
                     senderid=self.identity,
@@ -378,6 +423,10 @@ class NodeDaemon:
             self._count("replies")
         except Exception as exc:
             log.warning("%s: reply to %s not sent: %s", self.identity, request.requestid, exc)
+
+    def _wire(self, reply: Reply) -> str:
+        """The reply's wire text: sealed with this node's key when it has one."""
+        return seal_reply(reply, self.signing_key) if self.signing_key else encode(reply)
 
 
 def agent_settings(config: NodeConfig) -> AgentSettings:

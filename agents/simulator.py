@@ -19,6 +19,7 @@ from agents.config import NodeConfig
 from agents.daemon import NodeDaemon
 from agents.filters import Node
 from agents.plugins.base import BACKEND_SIMULATED
+from agents.protocol.security import SigningKey, TrustedKeys
 from agents.protocol.transport import format_brokers, parse_brokers
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,11 @@ class Simulator:
         connect_timeout: float = 10.0,
         register_interval: float = 300.0,
         workers_per_node: int = 2,
+        trusted_keys: list[str] | None = None,
+        sign_replies: bool = True,
     ) -> None:
+        """With ``trusted_keys`` (PEM files or directories) the nodes obey only requests
+        signed by those keys; without, they accept unsigned requests (a lab fleet)."""
         if datacenters is None:
             if brokers is None:
                 raise ValueError("give brokers or datacenters")
@@ -90,6 +95,7 @@ class Simulator:
         self.register_interval = register_interval
         rng = random.Random(seed)  # noqa: S311 - reproducible fake facts, not security
         names = sorted(datacenters)
+        trusted = TrustedKeys.from_files(trusted_keys or [])
         self.daemons: list[NodeDaemon] = []
         for index in range(count):
             dc = names[index % len(names)]
@@ -109,9 +115,12 @@ class Simulator:
                 # Virtual nodes must never restart services or install packages on this
                 # machine; no audit log either (audit_log stays None) unless a caller sets one.
                 backend=BACKEND_SIMULATED,
+                require_signatures=bool(trusted_keys),
             )
             # The daemon builds its own agents, so each simulated backend keeps that node's state.
-            self.daemons.append(NodeDaemon(config))
+            # Each node has its own key, kept in memory: it signs replies and is registered.
+            key = SigningKey.generate() if sign_replies else None
+            self.daemons.append(NodeDaemon(config, trusted_keys=trusted, signing_key=key))
         self._stop = threading.Event()
         self._register_thread: threading.Thread | None = None
 
@@ -188,6 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passcode", default=os.environ.get("SWITCHBOARD_NODE_PASSCODE"))
     parser.add_argument("--identity-prefix", default="node")
     parser.add_argument("--register-interval", type=float, default=300.0)
+    parser.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        help="public key (PEM file or directory of *.pub) whose signed requests nodes obey; "
+        "without one, nodes accept unsigned requests",
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper())
@@ -205,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
             passcode=args.passcode,
             identity_prefix=args.identity_prefix,
             register_interval=args.register_interval,
+            trusted_keys=args.trusted_key,
         )
-    except (ValueError, argparse.ArgumentTypeError) as exc:
+    except (ValueError, OSError, argparse.ArgumentTypeError) as exc:
         parser.error(str(exc))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

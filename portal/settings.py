@@ -132,9 +132,16 @@ EMBEDDED_BROKER = env_bool("SWITCHBOARD_EMBEDDED_BROKER", not os.environ.get("ST
 STOMP_LOGIN = env_str("STOMP_LOGIN", "")
 STOMP_PASSCODE = env_str("STOMP_PASSCODE", "")
 SWITCHBOARD_CONNECT_TIMEOUT = env_float("SWITCHBOARD_CONNECT_TIMEOUT", 5.0)
+# The portal's Ed25519 key: every request is signed with it; nodes trust its public half
+# (the same path + ".pub"). Created on first use when missing.
+SWITCHBOARD_SIGNING_KEY = Path(
+    env_str("SWITCHBOARD_SIGNING_KEY", str(VAR_DIR / "keys" / "portal.pem"))
+)
 SWITCHBOARD_COLLECTIVE = env_str("SWITCHBOARD_COLLECTIVE", "mcollective")
 SWITCHBOARD_DISCOVERY_TIMEOUT = env_float("SWITCHBOARD_DISCOVERY_TIMEOUT", 2.0)
 SWITCHBOARD_REQUEST_TTL = int(env_float("SWITCHBOARD_REQUEST_TTL", 60))
+# A node that has not registered for this long is shown as stale (3 x the register interval).
+SWITCHBOARD_NODE_STALE_AFTER = int(env_float("SWITCHBOARD_NODE_STALE_AFTER", 900))
 # How often collected replies are written and pushed to browsers, in seconds.
 SWITCHBOARD_FLUSH_INTERVAL = env_float("SWITCHBOARD_FLUSH_INTERVAL", 0.1)
 

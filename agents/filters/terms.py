@@ -172,7 +172,9 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def _as_number(text: str) -> float | None:
+def as_number(text: str) -> float | None:
+    """The number a fact's text stands for, or None: the one rule for numeric comparison
+    (the portal's inventory queries use it too)."""
     if not _NUMBER_RE.fullmatch(text.strip()):
         return None
     number = float(text)
@@ -180,7 +182,7 @@ def _as_number(text: str) -> float | None:
 
 
 def _compare(actual: str, operator: str, expected: str) -> bool:
-    a, b = _as_number(actual), _as_number(expected)
+    a, b = as_number(actual), as_number(expected)
     if a is not None and b is not None:
         left: Any
         right: Any

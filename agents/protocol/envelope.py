@@ -44,6 +44,8 @@ class Request:
     filter: dict[str, Any] = field(default_factory=dict)
     ttl: int = 60
     msgtime: float = 0.0
+    # The caller's roles in the portal; nodes trust them only from a signed request.
+    roles: list[str] = field(default_factory=list)
     protocol: str = REQUEST_PROTOCOL
 
     @classmethod
@@ -60,6 +62,7 @@ class Request:
         senderid: str | None = None,
         requestid: str | None = None,
         msgtime: float | None = None,
+        roles: list[str] | None = None,
     ) -> Request:
         """Build a Request with a fresh uuid4 id and the current time.
 
@@ -83,6 +86,7 @@ class Request:
             filter=filter_dict,
             ttl=ttl,
             msgtime=time.time() if msgtime is None else msgtime,
+            roles=list(roles or []),
         )
 
     def expires_at(self) -> float:
@@ -184,6 +188,7 @@ _TYPES: dict[type, dict[str, tuple[type, ...]]] = {
         "filter": (dict,),
         "ttl": (int,),
         "msgtime": _NUM,
+        "roles": (list,),
         "protocol": _STR,
     },
     Reply: {
@@ -278,6 +283,8 @@ def _decode(cls: type[E], text: str | bytes) -> E:
 def decode_request(text: str | bytes) -> Request:
     """Parse and validate a Request body; raises ProtocolError on anything malformed."""
     req = _decode(Request, text)
+    if not all(isinstance(role, str) for role in req.roles):
+        raise ProtocolError("Request field 'roles' must be a list of strings")
     if req.ttl <= 0:
         raise ProtocolError(f"Request field 'ttl' must be positive, got {req.ttl}")
     if not req.requestid:

@@ -6,6 +6,7 @@ speaks the wire protocol (``agents.protocol``) to the broker network.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -28,11 +29,17 @@ from agents.protocol import (
     Request,
     broadcast_topic,
     connect,
-    decode_reply,
     encode,
     parse_brokers,
     reply_queue,
     request_headers,
+)
+from agents.protocol.security import (
+    SigningKey,
+    TrustedKeys,
+    load_public_key,
+    open_reply,
+    seal_request,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,6 +56,7 @@ class BrokerSettings:
     passcode: str
     collective: str
     connect_timeout: float = 5.0
+    signing_key: str | None = None
 
     @classmethod
     def from_django(cls) -> BrokerSettings:
@@ -58,7 +66,35 @@ class BrokerSettings:
             passcode=settings.STOMP_PASSCODE,
             collective=settings.SWITCHBOARD_COLLECTIVE,
             connect_timeout=settings.SWITCHBOARD_CONNECT_TIMEOUT,
+            signing_key=str(settings.SWITCHBOARD_SIGNING_KEY),
         )
+
+
+@functools.cache
+def portal_signing_key(path: str) -> SigningKey:
+    """The portal's key, read (or created) once per process."""
+    return SigningKey.load_or_create(path)
+
+
+@dataclass(frozen=True)
+class ReceivedReply:
+    """A reply as it came off the wire, with what is needed to check who signed it."""
+
+    reply: Reply
+    signer: str | None = None
+    signed: bytes | None = None
+    signature: bytes | None = None
+
+    def signed_by(self, public_key_pem: str) -> bool:
+        """True if the reply carries a valid signature by this (registered) public key."""
+        if self.signer is None or self.signed is None or self.signature is None:
+            return False
+        try:
+            keys = TrustedKeys([load_public_key(public_key_pem)])
+            keys.verify(self.signer, self.signed, self.signature)
+        except (ValueError, ProtocolError):
+            return False
+        return True
 
 
 @dataclass
@@ -72,19 +108,19 @@ class GatewayStats:
 class _ReplyListener(stomp.ConnectionListener):
     """Decodes frames on stomp.py's receiver thread and hands replies to the collector."""
 
-    def __init__(self, inbox: queue.Queue[Reply], stats: GatewayStats) -> None:
+    def __init__(self, inbox: queue.Queue[ReceivedReply], stats: GatewayStats) -> None:
         self.inbox = inbox
         self.stats = stats
         self.errors: list[str] = []
 
     def on_message(self, frame: Any) -> None:
         try:
-            reply = decode_reply(frame.body)
+            received = ReceivedReply(*open_reply(frame.body))
         except ProtocolError as exc:
             self.stats.malformed += 1
             logger.warning("dropped a malformed reply: %s", exc)
             return
-        self.inbox.put(reply)
+        self.inbox.put(received)
 
     def on_error(self, frame: Any) -> None:
         message = frame.headers.get("message", "") or frame.body
@@ -112,7 +148,8 @@ class BrokerGateway:
         self.client_id = _client_id()
         self.reply_to = reply_queue(config.collective, self.client_id)
         self.stats = GatewayStats()
-        self._inbox: queue.Queue[Reply] = queue.Queue()
+        self._inbox: queue.Queue[ReceivedReply] = queue.Queue()
+        self._key = portal_signing_key(config.signing_key) if config.signing_key else None
         self._listener = _ReplyListener(self._inbox, self.stats)
         self._connection: stomp.Connection | None = None
 
@@ -149,6 +186,7 @@ class BrokerGateway:
         filter: dict[str, Any],
         callerid: str,
         ttl: int,
+        roles: list[str] | None = None,
     ) -> Request:
         """A request stamped now, from this portal, for this gateway's collective."""
         return Request.new(
@@ -160,6 +198,7 @@ class BrokerGateway:
             data=data,
             filter=filter,
             ttl=ttl,
+            roles=roles,
         )
 
     def publish(self, request: Request) -> None:
@@ -168,14 +207,15 @@ class BrokerGateway:
             raise BrokerUnavailable(f"lost the connection to {self.config.brokers}")
         self._connection.send(
             destination=broadcast_topic(request.collective, request.agent),
-            body=encode(request),
+            # Signed whenever the portal has a key; nodes that require signatures drop the rest.
+            body=seal_request(request, self._key) if self._key else encode(request),
             headers=request_headers(self.reply_to, request.msgtime, request.ttl),
             content_type=CONTENT_TYPE_JSON,
         )
 
     def replies(
         self, request: Request, deadline: float, poll: float = 0.1
-    ) -> Iterator[Reply | None]:
+    ) -> Iterator[ReceivedReply | None]:
         """Yield replies to ``request`` until ``deadline`` (a ``time.monotonic()`` value).
 
         Yields ``None`` at least every ``poll`` seconds while waiting, so the caller can flush
@@ -191,25 +231,36 @@ class BrokerGateway:
                     f"lost the connection to {self.config.brokers} while waiting for replies"
                 )
             try:
-                reply = self._inbox.get(timeout=min(poll, remaining))
+                received = self._inbox.get(timeout=min(poll, remaining))
             except queue.Empty:
                 yield None
                 continue
-            if reply.requestid != request.requestid:
+            if received.reply.requestid != request.requestid:
                 self.stats.foreign += 1
                 continue
-            yield reply
+            yield received
 
     def discover(
-        self, filter: dict[str, Any], callerid: str, timeout: float, ttl: int
+        self,
+        filter: dict[str, Any],
+        callerid: str,
+        timeout: float,
+        ttl: int,
+        roles: list[str] | None = None,
     ) -> list[str]:
         """Broadcast discovery: ping every node with the filter and list who answers in time."""
         request = self.new_request(
-            agent="rpcutil", action="ping", data={}, filter=filter, callerid=callerid, ttl=ttl
+            agent="rpcutil",
+            action="ping",
+            data={},
+            filter=filter,
+            callerid=callerid,
+            ttl=ttl,
+            roles=roles,
         )
         self.publish(request)
         found: set[str] = set()
-        for reply in self.replies(request, time.monotonic() + timeout):
-            if reply is not None:
-                found.add(reply.senderid)
+        for received in self.replies(request, time.monotonic() + timeout):
+            if received is not None:
+                found.add(received.reply.senderid)
         return sorted(found)

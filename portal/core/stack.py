@@ -51,6 +51,15 @@ def start_worker(sup: Supervisor, env: dict[str, str] | None = None) -> Child:
     return child
 
 
+def start_registration_consumer(sup: Supervisor, env: dict[str, str] | None = None) -> Child:
+    """Keeps the node inventory up to date from the nodes' registration messages."""
+    child = sup.start(
+        "registrations", [PYTHON, str(BASE_DIR / "manage.py"), "consume_registrations"], env=env
+    )
+    sup.wait_for_log(child, "registration consumer ready")
+    return child
+
+
 def start_simulator(
     sup: Supervisor,
     datacenters: dict[str, str],
@@ -59,16 +68,20 @@ def start_simulator(
     seed: int = 1,
     login: str = "",
     passcode: str = "",
+    trusted_key: Path | None = None,
 ) -> Child:
     """``count`` simulated nodes split between ``datacenters`` (name -> its broker list).
 
-    Each node has its own STOMP connection to its datacenter's brokers only.
+    Each node has its own STOMP connection to its datacenter's brokers only. With
+    ``trusted_key`` (the portal's public key) they obey only requests the portal signed.
     """
     argv = [PYTHON, "-m", "agents.simulator", "--count", str(count), "--seed", str(seed)]
     for name, brokers in datacenters.items():
         argv += ["--dc", f"{name}={brokers}"]
     if login:
         argv += ["--login", login, "--passcode", passcode]
+    if trusted_key is not None:
+        argv += ["--trusted-key", str(trusted_key)]
     child = sup.start("nodes", argv)
     sup.wait_for_log(child, "nodes connected", timeout=120)
     return child

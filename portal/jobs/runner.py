@@ -57,9 +57,11 @@ def _discover_and_collect(
     job: Job, gateway: BrokerGateway, progress: Callable[[Sequence[NodeReply]], None]
 ) -> None:
     callerid = f"user={job.created_by.get_username()}"
+    # The caller's roles travel in the signed request, for the nodes' own policy files.
+    roles = sorted(job.created_by.groups.values_list("name", flat=True))
     ttl = settings.SWITCHBOARD_REQUEST_TTL
     discovered = gateway.discover(
-        job.filter, callerid, timeout=settings.SWITCHBOARD_DISCOVERY_TIMEOUT, ttl=ttl
+        job.filter, callerid, timeout=settings.SWITCHBOARD_DISCOVERY_TIMEOUT, ttl=ttl, roles=roles
     )
     request = gateway.new_request(
         agent=job.agent,
@@ -68,6 +70,7 @@ def _discover_and_collect(
         filter=job.filter,
         callerid=callerid,
         ttl=ttl,
+        roles=roles,
     )
     record_discovery(job, discovered, request.requestid)
     if not discovered:
@@ -80,7 +83,8 @@ def _discover_and_collect(
     seen: set[str] = set()
     batch: list[Reply] = []
     next_flush = time.monotonic() + settings.SWITCHBOARD_FLUSH_INTERVAL
-    for reply in gateway.replies(request, time.monotonic() + job.timeout):
+    for received in gateway.replies(request, time.monotonic() + job.timeout):
+        reply = received.reply if received is not None else None
         if reply is not None:
             if reply.senderid in seen:
                 logger.warning("job %s: dropped a second reply from %s", job.pk, reply.senderid)

@@ -1,5 +1,6 @@
 """Real broker (coilmq), real simulated nodes, real STOMP frames."""
 
+import base64
 import contextlib
 import json
 import queue
@@ -21,13 +22,42 @@ from agents.protocol import (
     broadcast_topic,
     connect,
     decode_registration,
-    decode_reply,
     encode,
     registration_topic,
     reply_queue,
     request_headers,
 )
+from agents.protocol.security import (
+    SECURE_REQUEST_PROTOCOL,
+    SigningKey,
+    TrustedKeys,
+    open_reply,
+    seal_request,
+)
 from agents.simulator import Simulator
+
+# The portal's key: every request below is signed with it unless a test says otherwise.
+PORTAL_KEY = SigningKey.generate()
+TRUSTED = TrustedKeys([PORTAL_KEY.public_key])
+
+
+def decode_reply(body):
+    """A node's reply (nodes seal their replies with their own key)."""
+    return open_reply(body)[0]
+
+
+def seal_text(text):
+    """A sealed request around any inner text, to get garbage past the signature check."""
+    signature = base64.b64encode(PORTAL_KEY.sign(text.encode())).decode()
+    return json.dumps(
+        {
+            "protocol": SECURE_REQUEST_PROTOCOL,
+            "signer": PORTAL_KEY.key_id,
+            "message": text,
+            "signature": signature,
+        }
+    )
+
 
 pytestmark = pytest.mark.integration
 
@@ -60,8 +90,12 @@ def broker():
 
 
 @pytest.fixture(scope="module")
-def fleet(broker):
-    with Simulator(20, broker.address, seed=7, register_interval=0) as sim:
+def fleet(broker, tmp_path_factory):
+    key_file = tmp_path_factory.mktemp("keys") / "portal.pub"
+    key_file.write_text(PORTAL_KEY.public_pem())
+    with Simulator(
+        20, broker.address, seed=7, register_interval=0, trusted_keys=[str(key_file)]
+    ) as sim:
         yield sim
 
 
@@ -83,7 +117,7 @@ def publish(conn, reply_to, agent="rpcutil", action="ping", body=None, **kwargs)
     )
     conn.send(
         broadcast_topic("mcollective", agent),
-        encode(request) if body is None else body,
+        seal_request(request, PORTAL_KEY) if body is None else body,
         content_type=CONTENT_TYPE_JSON,
         headers=request_headers(reply_to, request.msgtime, request.ttl),
     )
@@ -117,7 +151,7 @@ def test_garbage_frames_are_counted_and_the_node_keeps_serving(broker, client):
     config = NodeConfig(
         identity="garbage-node", brokers=[("127.0.0.1", broker.port)], register_interval=0
     )
-    node = NodeDaemon(config)
+    node = NodeDaemon(config, trusted_keys=TRUSTED)
     node.start()
     try:
         only_me = Filter(identity=["garbage-node"])
@@ -135,12 +169,16 @@ def test_garbage_frames_are_counted_and_the_node_keeps_serving(broker, client):
         wrong_protocol = dict(good, protocol="switchboard:request:9")
         bad_filter = dict(good, filter={"compound": "customer=>acme"})
         expired = dict(good, requestid="e" * 32, msgtime=time.time() - 120)
+        tampered = json.loads(seal_text(json.dumps(good)))
+        tampered["message"] = json.dumps(dict(good, action="inventory"))
         for body in (
             "not json",
-            json.dumps(wrong_protocol),
+            seal_text(json.dumps(wrong_protocol)),
             "x" * (MAX_MESSAGE_BYTES + 10),
-            json.dumps(bad_filter),
-            json.dumps(expired),
+            seal_text(json.dumps(bad_filter)),
+            seal_text(json.dumps(expired)),
+            json.dumps(dict(good, requestid="u" * 32)),  # unsigned
+            json.dumps(tampered),  # signature no longer matches
         ):
             publish(conn, dest, body=body)
         request = publish(conn, dest, filter=only_me)
@@ -149,10 +187,11 @@ def test_garbage_frames_are_counted_and_the_node_keeps_serving(broker, client):
         assert [(r.senderid, r.requestid) for r in replies] == [("garbage-node", request.requestid)]
         stats = node.stats()
         assert stats["invalid"] == 4
+        assert stats["signature_refused"] == 2
         assert stats["ttl_expired"] == 1
         assert stats["filtered"] == 1
         assert stats["replies"] == 1
-        assert stats["total"] == 7
+        assert stats["total"] == 9
     finally:
         node.stop()
 
@@ -162,7 +201,7 @@ def test_slow_action_does_not_block_other_requests(broker, client):
     config = NodeConfig(
         identity="slow-node", brokers=[("127.0.0.1", broker.port)], register_interval=0, workers=2
     )
-    node = NodeDaemon(config)
+    node = NodeDaemon(config, trusted_keys=TRUSTED)
     node.start()
     try:
         only_me = Filter(identity=["slow-node"])
@@ -202,7 +241,8 @@ def test_node_reconnects_and_resubscribes_after_broker_restart():
     broker = EmbeddedBroker().start()
     port = broker.port
     node = NodeDaemon(
-        NodeConfig(identity="phoenix", brokers=[("127.0.0.1", port)], register_interval=0)
+        NodeConfig(identity="phoenix", brokers=[("127.0.0.1", port)], register_interval=0),
+        trusted_keys=TRUSTED,
     )
     node.start()
     try:

@@ -10,6 +10,7 @@ from agents.daemon import NodeDaemon
 from agents.filters import Filter, Node
 from agents.policy import NodePolicy, PolicyDecision, PolicySyntaxError, parse_policy
 from agents.protocol import Reply, Request, Status, encode
+from agents.protocol.security import SigningKey, TrustedKeys, seal_request
 
 NODE = Node("web1", {"customer": "acme", "env": "prod"}, ["base", "apache"], ["service"])
 ACTIONS = ("status", "start", "stop", "restart")
@@ -123,12 +124,38 @@ def test_audit_log_writes_one_json_line_and_rotates(tmp_path):
     assert (tmp_path / "audit.log").stat().st_mode & 0o777 == 0o600
 
 
-def frame(agent, action, data=None, callerid="user=alice", flt=None):
+PORTAL_KEY = SigningKey.generate()
+TRUSTED = TrustedKeys([PORTAL_KEY.public_key])
+
+
+def frame(agent, action, data=None, callerid="user=alice", flt=None, roles=None, signed=True):
     request = Request.new(
         collective="mcollective", agent=agent, action=action, callerid=callerid,
-        data=data or {}, filter=flt,
+        data=data or {}, filter=flt, roles=roles,
     )  # fmt: skip
-    return request, encode(request)
+    return request, seal_request(request, PORTAL_KEY) if signed else encode(request)
+
+
+def test_roles_count_only_in_signed_requests(tmp_path):
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "rpcutil.policy").write_text(
+        "policy default deny\nallow\trole=operator\tping\t*\t*\n"
+    )
+    config = NodeConfig(
+        identity="n1", backend="simulated", policy_dir=str(tmp_path / "policy"),
+        require_signatures=False,
+    )  # fmt: skip
+    daemon = NodeDaemon(config, trusted_keys=TRUSTED)
+    try:
+        _, signed = frame("rpcutil", "ping", callerid="user=bob", roles=["operator"])
+        assert daemon.handle_frame({}, signed).statuscode == Status.OK
+        # The same claim without the portal's signature is worth nothing.
+        _, unsigned = frame(
+            "rpcutil", "ping", callerid="user=bob", roles=["operator"], signed=False
+        )
+        assert daemon.handle_frame({}, unsigned).statuscode == Status.ABORTED
+    finally:
+        daemon.stop()
 
 
 def test_daemon_pipeline_filter_policy_validate_call_audit(tmp_path):
@@ -141,7 +168,7 @@ def test_daemon_pipeline_filter_policy_validate_call_audit(tmp_path):
         policy_dir=str(tmp_path / "policy"), policy_default="deny",
         audit_log=str(tmp_path / "audit.log"),
     )  # fmt: skip
-    daemon = NodeDaemon(config)
+    daemon = NodeDaemon(config, trusted_keys=TRUSTED)
     try:
         # filtered: no reply, no audit line
         _, body = frame("service", "status", {"service": "cron"}, flt=Filter.parse("customer=x"))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 
 import pytest
 
+from agents.config import NodeConfig
+from agents.daemon import NodeDaemon
 from agents.protocol import ProtocolError, Reply, Request, encode
 from agents.protocol.security import (
     SignatureError,
@@ -110,3 +113,27 @@ def test_keys_are_saved_private_and_reloaded(tmp_path) -> None:
     assert public_path(path).read_text() == key.public_pem()
     trusted = TrustedKeys.from_files([tmp_path / "keys"])
     assert key.key_id in trusted and len(trusted) == 1
+
+
+def test_the_daemon_refuses_replays_future_dates_and_strangers(portal_key, trusted) -> None:
+    daemon = NodeDaemon(
+        NodeConfig(identity="n1", backend="simulated"), trusted_keys=trusted, signing_key=None
+    )
+    try:
+        request = make_request()
+        sealed = seal_request(request, portal_key)
+        assert daemon.handle_frame({}, sealed).statuscode == 0
+        assert daemon.handle_frame({}, sealed) is None  # replayed within its ttl
+        ahead = make_request(msgtime=time.time() + 120)  # beyond the 30 s clock skew
+        assert daemon.handle_frame({}, seal_request(ahead, portal_key)) is None
+        slightly_ahead = make_request(msgtime=time.time() + 5)
+        assert daemon.handle_frame({}, seal_request(slightly_ahead, portal_key)) is not None
+        stranger = seal_request(make_request(), SigningKey.generate())
+        assert daemon.handle_frame({}, stranger) is None
+        stats = daemon.stats()
+        assert stats["duplicates"] == 1
+        assert stats["ttl_expired"] == 1
+        assert stats["signature_refused"] == 1
+        assert stats["validated"] == 4
+    finally:
+        daemon.stop()

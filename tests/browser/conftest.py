@@ -30,7 +30,7 @@ def _require_browser() -> None:
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortalStack]:
     _require_browser()  # before starting anything: a skip should cost nothing
-    with support.embedded_stack(tmp_path_factory.mktemp("browser-stack")) as running:
+    with support.stack_for_browser(tmp_path_factory.mktemp("browser-stack")) as running:
         yield running
 
 

@@ -59,7 +59,7 @@ def take(out_dir: Path) -> list[Path]:
     written: list[Path] = []
     with (
         tempfile.TemporaryDirectory(prefix="switchboard-shots-") as tmp,
-        support.embedded_stack(Path(tmp)) as portal,
+        support.stack_for_browser(Path(tmp)) as portal,
         support.chromium() as browser,
     ):
         _seed_jobs(portal)

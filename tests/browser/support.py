@@ -14,14 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from portal.core import stack
-from portal.core.supervisor import Supervisor
 from tests.integration.harness import (
     PASSWORD,
     PortalStack,
-    free_port,
+    embedded_stack,
     replies_from_messages,
-    start_portal,
 )
 
 if TYPE_CHECKING:
@@ -48,14 +45,9 @@ def browser_available() -> bool:
 
 
 @contextmanager
-def embedded_stack(tmp: Path, nodes: int = NODE_COUNT) -> Iterator[PortalStack]:
-    """Broker, ``nodes`` simulated nodes, worker and daphne, all on 127.0.0.1; stopped on exit."""
-    with Supervisor(tmp / "logs") as sup:
-        stomp_port = free_port()
-        brokers = f"127.0.0.1:{stomp_port}"
-        stack.start_embedded_broker(sup, "127.0.0.1", stomp_port)
-        stack.start_simulator(sup, {"a": brokers, "b": brokers}, nodes, seed=7)
-        yield start_portal(sup, tmp, {"STOMP_BROKERS": brokers, "REDIS_URL": ""})
+def stack_for_browser(tmp: Path, nodes: int = NODE_COUNT) -> Iterator[PortalStack]:
+    """The embedded stack the browser tests drive (see ``embedded_stack``)."""
+    yield from embedded_stack(tmp, nodes)
 
 
 @contextmanager

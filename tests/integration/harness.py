@@ -24,11 +24,19 @@ import psycopg
 import requests
 from websockets.sync.client import connect as ws_connect
 
+from agents.protocol.security import SigningKey, public_path
 from portal.core import stack
 from portal.core.supervisor import Supervisor
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 PASSWORD = "integration-test-pw"
+
+
+def portal_public_key(var_dir: Path) -> Path:
+    """The public half of the portal key a stack in ``var_dir`` signs with (made if missing)."""
+    private = var_dir / "keys" / "portal.pem"
+    SigningKey.load_or_create(private)
+    return public_path(private)
 
 
 def free_port() -> int:
@@ -99,15 +107,27 @@ class PortalStack:
                     return messages
         raise AssertionError(f"job {job_id} did not finish within {timeout} s: {messages[-1:]}")
 
-    def stored_replies(self, job_id: int) -> set[str]:
-        """Identities with a NodeReply row for the job, read from the database itself."""
-        query = "SELECT identity FROM jobs_nodereply WHERE job_id = %s"
+    def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        """Rows from the stack's own database (``%s`` placeholders)."""
         url = self.env["DATABASE_URL"]
         if url.startswith("sqlite:///"):
             with closing(sqlite3.connect(url[len("sqlite:///") :])) as db:
-                return {row[0] for row in db.execute(query.replace("%s", "?"), (job_id,))}
+                return list(db.execute(sql.replace("%s", "?"), params))
         with psycopg.connect(url) as db:
-            return {row[0] for row in db.execute(query, (job_id,))}
+            return list(db.execute(sql, params))
+
+    def stored_replies(self, job_id: int) -> set[str]:
+        """Identities with a NodeReply row for the job, read from the database itself."""
+        rows = self.query("SELECT identity FROM jobs_nodereply WHERE job_id = %s", job_id)
+        return {row[0] for row in rows}
+
+    def stored_nodes(self) -> dict[str, dict[str, Any]]:
+        """The inventory as stored: identity -> facts."""
+        rows = self.query("SELECT identity, facts FROM inventory_node")
+        return {
+            identity: facts if isinstance(facts, dict) else json.loads(facts)
+            for identity, facts in rows
+        }
 
 
 def start_portal(
@@ -130,8 +150,28 @@ def start_portal(
     portal.manage("seed_demo")
     portal.token = portal.manage("issue_token", users[0]).strip()
     stack.start_worker(sup, env=env)
+    stack.start_registration_consumer(sup, env=env)
     stack.start_asgi(sup, "127.0.0.1", port, env=env)
     return portal
+
+
+def embedded_stack(tmp: Path, nodes: int) -> Iterator[PortalStack]:
+    """The embedded profile on 127.0.0.1: broker, portal (worker, registration consumer,
+    daphne) and ``nodes`` simulated nodes in two datacenters; all stopped on exit."""
+    with Supervisor(tmp / "logs") as sup:
+        stomp_port = free_port()
+        brokers = f"127.0.0.1:{stomp_port}"
+        stack.start_embedded_broker(sup, "127.0.0.1", stomp_port)
+        # The portal first: its registration consumer must listen when the nodes register.
+        portal = start_portal(sup, tmp, {"STOMP_BROKERS": brokers, "REDIS_URL": ""})
+        stack.start_simulator(
+            sup,
+            {"a": brokers, "b": brokers},
+            nodes,
+            seed=7,
+            trusted_key=portal_public_key(tmp),
+        )
+        yield portal
 
 
 def expected_by_fact(inventory: dict[str, dict[str, Any]], fact: str, value: str) -> set[str]:

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +27,10 @@ from tests.conftest import port_open, require_service
 from tests.integration.harness import (
     BASE_DIR,
     PortalStack,
+    embedded_stack,
     expected_by_fact,
     free_port,
+    portal_public_key,
     replies_from_messages,
     start_portal,
 )
@@ -41,12 +44,7 @@ REDIS_TEST_URL = "redis://127.0.0.1:6379/7"
 
 
 def _embedded(tmp: Path) -> Iterator[PortalStack]:
-    with Supervisor(tmp / "logs") as sup:
-        stomp_port = free_port()
-        brokers = f"127.0.0.1:{stomp_port}"
-        stack.start_embedded_broker(sup, "127.0.0.1", stomp_port)
-        stack.start_simulator(sup, {"a": brokers, "b": brokers}, NODE_COUNT, seed=7)
-        yield start_portal(sup, tmp, {"STOMP_BROKERS": brokers, "REDIS_URL": ""})
+    yield from embedded_stack(tmp, NODE_COUNT)
 
 
 def _activemq(tmp: Path) -> Iterator[PortalStack]:
@@ -60,15 +58,7 @@ def _activemq(tmp: Path) -> Iterator[PortalStack]:
     redis.Redis.from_url(REDIS_TEST_URL).flushdb()
     try:
         with Supervisor(tmp / "logs") as sup:
-            stack.start_simulator(
-                sup,
-                {"a": f"127.0.0.1:{ACTIVEMQ['dc_a']}", "b": f"127.0.0.1:{ACTIVEMQ['dc_b']}"},
-                NODE_COUNT,
-                seed=7,
-                login="node",
-                passcode="node-secret",
-            )
-            yield start_portal(
+            portal = start_portal(
                 sup,
                 tmp,
                 {
@@ -79,6 +69,16 @@ def _activemq(tmp: Path) -> Iterator[PortalStack]:
                     "STOMP_PASSCODE": "portal-secret",
                 },
             )
+            stack.start_simulator(
+                sup,
+                {"a": f"127.0.0.1:{ACTIVEMQ['dc_a']}", "b": f"127.0.0.1:{ACTIVEMQ['dc_b']}"},
+                NODE_COUNT,
+                seed=7,
+                login="node",
+                passcode="node-secret",
+                trusted_key=portal_public_key(tmp),
+            )
+            yield portal
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
@@ -142,6 +142,15 @@ def test_every_node_reply_reaches_database_and_websocket(
     detail = portal.api("GET", f"/api/jobs/{job_id}/").json()
     assert detail["status"] == "completed"
     assert {reply["identity"] for reply in detail["replies"]} == set(streamed)
+
+
+def test_nodes_register_into_the_inventory(portal: PortalStack, inventory: dict) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(portal.stored_nodes()) < NODE_COUNT:
+        time.sleep(0.2)
+    stored = portal.stored_nodes()
+    assert set(stored) == set(inventory)
+    assert all(stored[identity] == facts for identity, facts in inventory.items())
 
 
 def test_fact_filter_reaches_only_matching_nodes(portal: PortalStack, inventory: dict) -> None:

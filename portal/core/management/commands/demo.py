@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from agents.protocol import parse_brokers
+from agents.protocol.security import SigningKey, public_path
 from portal.accounts.services import ensure_demo_users
 from portal.core import stack
 from portal.core.supervisor import ChildFailed, Supervisor
@@ -61,6 +62,8 @@ class Command(BaseCommand):
                 f"marked {interrupted} unfinished job(s) from a previous run interrupted"
             )
         self._clear_celery_queue()
+        # The nodes must know the portal's public key before the first request.
+        SigningKey.load_or_create(settings.SWITCHBOARD_SIGNING_KEY)
 
         stomp_host, stomp_port = parse_brokers(settings.STOMP_BROKERS)[0]
         # SIGTERM is turned into the same clean stop as Ctrl-C.
@@ -70,7 +73,14 @@ class Command(BaseCommand):
                 if settings.EMBEDDED_BROKER:
                     stack.start_embedded_broker(sup, stomp_host, stomp_port)
                 stack.start_worker(sup)
-                stack.start_simulator(sup, simulated_datacenters(), options["nodes"])
+                # Before the nodes: they register when they start, then every 5 minutes.
+                stack.start_registration_consumer(sup)
+                stack.start_simulator(
+                    sup,
+                    simulated_datacenters(),
+                    options["nodes"],
+                    trusted_key=public_path(settings.SWITCHBOARD_SIGNING_KEY),
+                )
                 stack.start_asgi(sup, options["host"], options["port"])
             except ChildFailed as exc:
                 raise CommandError(str(exc)) from exc

@@ -1,0 +1,32 @@
+"""``manage.py consume_registrations``: keep the inventory up to date from nodes' registrations."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from portal.inventory.registrations import READY_LINE, ConsumerSettings, RegistrationConsumer
+
+
+class Command(BaseCommand):
+    help = (
+        "Subscribe to the registration topic and record every node's registration; "
+        "runs until SIGTERM or SIGINT."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        def ready() -> None:
+            self.stdout.write(READY_LINE)
+            self.stdout.flush()
+
+        consumer = RegistrationConsumer(ConsumerSettings.from_django(), on_ready=ready)
+        signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
+        signal.signal(signal.SIGINT, lambda *_: consumer.stop())
+        consumer.run()
+        stats = consumer.stats
+        self.stdout.write(
+            f"registration consumer stopped: {stats.received} received, {stats.malformed} "
+            f"malformed, {stats.recorded} nodes written in {stats.flushes} flushes"
+        )

@@ -1,0 +1,281 @@
+"""The registration consumer: nodes' registrations from the broker into the inventory.
+
+One long-running process (``manage.py consume_registrations``). stomp.py's receiver thread
+only decodes and queues; the consumer's own thread buffers and writes, so every database
+write happens on one thread with one connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import stomp
+from django.conf import settings
+from django.db import DatabaseError, DataError, IntegrityError, close_old_connections
+
+from agents.protocol import (
+    BrokerUnavailable,
+    ProtocolError,
+    Registration,
+    connect,
+    decode_registration,
+    parse_brokers,
+    registration_topic,
+)
+from portal.inventory.services import record_registrations
+
+logger = logging.getLogger(__name__)
+
+READY_LINE = "registration consumer ready"
+FLUSH_INTERVAL = 1.0
+FLUSH_MESSAGES = 500
+BACKOFF_INITIAL = 0.5
+BACKOFF_MAX = 30.0
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """Where the consumer listens: brokers, credentials, collective."""
+
+    brokers: str
+    login: str
+    passcode: str
+    collective: str
+    connect_timeout: float = 5.0
+
+    @classmethod
+    def from_django(cls) -> ConsumerSettings:
+        return cls(
+            brokers=settings.STOMP_BROKERS,
+            login=settings.STOMP_LOGIN,
+            passcode=settings.STOMP_PASSCODE,
+            collective=settings.SWITCHBOARD_COLLECTIVE,
+            connect_timeout=settings.SWITCHBOARD_CONNECT_TIMEOUT,
+        )
+
+
+@dataclass
+class ConsumerStats:
+    """Counters for the log and the tests."""
+
+    received: int = 0
+    malformed: int = 0
+    recorded: int = 0
+    dropped: int = 0
+    flushes: int = 0
+    connects: int = 0
+
+
+class _RegistrationListener(stomp.ConnectionListener):
+    """Runs on stomp.py's receiver thread: decodes, counts, queues; never raises."""
+
+    def __init__(self, consumer: RegistrationConsumer) -> None:
+        self.consumer = consumer
+
+    def on_message(self, frame: Any) -> None:
+        try:
+            registration = decode_registration(frame.body)
+        except ProtocolError as exc:
+            self.consumer.stats.malformed += 1
+            logger.warning("dropped a malformed registration: %s", exc)
+            return
+        self.consumer.stats.received += 1
+        self.consumer.inbox.put(registration)
+
+    def on_receipt(self, frame: Any) -> None:
+        self.consumer.receipt_arrived(frame.headers.get("receipt-id", ""))
+
+    def on_error(self, frame: Any) -> None:
+        logger.error("broker sent an ERROR frame: %s", frame.headers.get("message") or frame.body)
+
+    def on_disconnected(self) -> None:
+        self.consumer.wake()
+
+
+class RegistrationConsumer:
+    """Subscribes to the registration topic and records what arrives, until ``stop()``.
+
+    Guarantees: a malformed frame is logged and counted, never fatal; registrations are
+    written every ``flush_interval`` seconds or ``flush_messages`` messages (newest per node);
+    a lost broker is reconnected with back-off (0.5 s doubling to 30 s) while the buffer is
+    kept; a database outage keeps the buffer for the next flush; ``on_ready`` runs once, after
+    the first subscription is confirmed by the broker.
+    """
+
+    def __init__(
+        self,
+        config: ConsumerSettings,
+        *,
+        on_ready: Callable[[], None] | None = None,
+        flush_interval: float = FLUSH_INTERVAL,
+        flush_messages: int = FLUSH_MESSAGES,
+    ) -> None:
+        self.config = config
+        self.on_ready = on_ready
+        self.flush_interval = flush_interval
+        self.flush_messages = flush_messages
+        self.stats = ConsumerStats()
+        self.inbox: queue.Queue[Registration | None] = queue.Queue()
+        self.ready = threading.Event()
+        self._stopping = threading.Event()
+        self._pending: dict[str, Registration] = {}
+        self._pending_messages = 0
+        self._receipts: dict[str, threading.Event] = {}
+        self._connection: stomp.Connection | None = None
+
+    def stop(self) -> None:
+        """Ask ``run()`` to flush what it has, disconnect and return (any thread, signal-safe)."""
+        self._stopping.set()
+        self.wake()
+
+    def wake(self) -> None:
+        """Interrupt the wait for the next message (the connection dropped, or stop)."""
+        self.inbox.put(None)
+
+    def receipt_arrived(self, receipt_id: str) -> None:
+        event = self._receipts.get(receipt_id)
+        if event is not None:
+            event.set()
+
+    def run(self) -> None:
+        """Consume until ``stop()``; returns after the last flush."""
+        parse_brokers(self.config.brokers)  # a bad spec is a configuration error: fail now
+        backoff = BACKOFF_INITIAL
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self._connect()
+                except BrokerUnavailable as exc:
+                    logger.warning("%s; retrying in %.1f s", exc, backoff)
+                    self._consume_until(time.monotonic() + backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    continue
+                backoff = BACKOFF_INITIAL
+                if not self.ready.is_set():
+                    self.ready.set()
+                    if self.on_ready is not None:
+                        self.on_ready()
+                self._consume_until(None)
+                if not self._stopping.is_set():
+                    logger.warning("lost the broker connection; reconnecting")
+        finally:
+            self._disconnect()
+            self._flush()
+            close_old_connections()
+
+    def _connect(self) -> None:
+        self._disconnect()
+        conn = connect(
+            self.config.brokers,
+            self.config.login or None,
+            self.config.passcode or None,
+            timeout=self.config.connect_timeout,
+            listeners={"registrations": _RegistrationListener(self)},
+        )
+        self._connection = conn
+        conn.subscribe(
+            destination=registration_topic(self.config.collective), id="registrations", ack="auto"
+        )
+        # A receipt on a no-op transaction proves the broker processed the SUBSCRIBE.
+        receipt = f"registrations-{time.monotonic_ns()}"
+        event = threading.Event()
+        self._receipts[receipt] = event
+        try:
+            conn.send_frame("BEGIN", {"transaction": receipt, "receipt": receipt})
+            conn.send_frame("ABORT", {"transaction": receipt})
+            if not event.wait(self.config.connect_timeout):
+                raise BrokerUnavailable(
+                    f"broker {self.config.brokers} did not confirm the registration subscription "
+                    f"within {self.config.connect_timeout:g} s"
+                )
+        finally:
+            self._receipts.pop(receipt, None)
+        self.stats.connects += 1
+        logger.info("subscribed to %s", registration_topic(self.config.collective))
+
+    def _connected(self) -> bool:
+        return self._connection is not None and self._connection.is_connected()
+
+    def _disconnect(self) -> None:
+        conn, self._connection = self._connection, None
+        if conn is None:
+            return
+        try:
+            if conn.is_connected():
+                conn.disconnect()
+        except (OSError, stomp.exception.StompException):
+            logger.debug("disconnect failed; the connection was already gone")
+        # Our reconnect loop decides when to try again, not stomp.py's.
+        conn.transport.running = False
+
+    def _consume_until(self, deadline: float | None) -> None:
+        """Take messages and flush on time or size until the deadline, a drop, or stop."""
+        next_flush = time.monotonic() + self.flush_interval
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return
+            if deadline is None and (
+                self._connection is None or not self._connection.is_connected()
+            ):
+                return
+            if now >= next_flush or self._pending_messages >= self.flush_messages:
+                self._flush()
+                next_flush = time.monotonic() + self.flush_interval
+            wait = next_flush - now if deadline is None else min(next_flush, deadline) - now
+            try:
+                item = self.inbox.get(timeout=max(wait, 0.0))
+            except queue.Empty:
+                continue
+            if item is not None:
+                self._add(item)
+
+    def _add(self, registration: Registration) -> None:
+        seen = self._pending.get(registration.identity)
+        if seen is None or registration.msgtime >= seen.msgtime:
+            self._pending[registration.identity] = registration
+        self._pending_messages += 1
+
+    def _flush(self) -> None:
+        while True:  # take what stomp.py queued since the last wait
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self._add(item)
+        if not self._pending:
+            return
+        batch = list(self._pending.values())
+        close_old_connections()
+        try:
+            written = record_registrations(batch)
+        except (DataError, IntegrityError) as exc:
+            # One bad registration (say, text PostgreSQL cannot store) must not block the rest.
+            logger.warning(
+                "batch of %d registrations refused (%s); writing one by one", len(batch), exc
+            )
+            written = self._record_one_by_one(batch)
+        except DatabaseError as exc:
+            logger.error("could not record %d registrations, keeping them: %s", len(batch), exc)
+            return
+        self.stats.recorded += written
+        self.stats.flushes += 1
+        self._pending.clear()
+        self._pending_messages = 0
+
+    def _record_one_by_one(self, batch: list[Registration]) -> int:
+        written = 0
+        for registration in batch:
+            try:
+                written += record_registrations([registration])
+            except (DataError, IntegrityError) as exc:
+                self.stats.dropped += 1
+                logger.warning("dropped the registration of %r: %s", registration.identity, exc)
+        return written
