@@ -139,6 +139,8 @@ SWITCHBOARD_SIGNING_KEY = Path(
 )
 SWITCHBOARD_COLLECTIVE = env_str("SWITCHBOARD_COLLECTIVE", "mcollective")
 SWITCHBOARD_DISCOVERY_TIMEOUT = env_float("SWITCHBOARD_DISCOVERY_TIMEOUT", 2.0)
+# "broadcast" (ping the nodes, as MCollective) or "inventory" (the registration database).
+SWITCHBOARD_DISCOVERY_METHOD = env_str("SWITCHBOARD_DISCOVERY_METHOD", "broadcast")
 SWITCHBOARD_REQUEST_TTL = int(env_float("SWITCHBOARD_REQUEST_TTL", 60))
 # A node that has not registered for this long is shown as stale (3 x the register interval).
 SWITCHBOARD_NODE_STALE_AFTER = int(env_float("SWITCHBOARD_NODE_STALE_AFTER", 900))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import stomp
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 
 from agents.protocol import (
@@ -85,16 +86,26 @@ class ReceivedReply:
     signed: bytes | None = None
     signature: bytes | None = None
 
-    def signed_by(self, public_key_pem: str) -> bool:
+    def signed_by(self, public_key: Ed25519PublicKey) -> bool:
         """True if the reply carries a valid signature by this (registered) public key."""
         if self.signer is None or self.signed is None or self.signature is None:
             return False
         try:
-            keys = TrustedKeys([load_public_key(public_key_pem)])
-            keys.verify(self.signer, self.signed, self.signature)
-        except (ValueError, ProtocolError):
+            TrustedKeys([public_key]).verify(self.signer, self.signed, self.signature)
+        except ProtocolError:
             return False
         return True
+
+
+def load_registered_keys(pems: dict[str, str]) -> dict[str, Ed25519PublicKey]:
+    """Identity -> public key, from the PEMs nodes registered; unreadable ones are skipped."""
+    keys = {}
+    for identity, pem in pems.items():
+        try:
+            keys[identity] = load_public_key(pem)
+        except ValueError:
+            logger.warning("node %s registered an unreadable public key; ignored", identity)
+    return keys
 
 
 @dataclass

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from portal.jobs.models import Job
 from portal.jobs.services import (
     JobRequestError,
+    cancel_job,
     job_snapshot,
     job_summary,
     parse_filter_text,
@@ -27,6 +28,7 @@ class JobRequestSerializer(serializers.Serializer):
     action = serializers.CharField(max_length=64)
     inputs = serializers.DictField(required=False, default=dict)
     filter = serializers.CharField(required=False, allow_blank=True, default="", max_length=4096)
+    options = serializers.DictField(required=False, default=dict)
 
 
 class JobListAPI(APIView):
@@ -49,10 +51,18 @@ class JobListAPI(APIView):
                 filter=parse_filter_text(fields["filter"]),
                 filter_text=fields["filter"],
                 source=Job.Source.API,
+                options=fields["options"],
             )
         except JobRequestError as exc:
             return Response({"errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
         return Response(job_snapshot(job), status=status.HTTP_201_CREATED)
+
+
+class JobCancelAPI(APIView):
+    def post(self, request: Request, job_id: int) -> Response:
+        """Ask the job to stop; 202 with its state (it may take a second to stop)."""
+        job = get_object_or_404(Job.objects.visible_to(request.user), pk=job_id)
+        return Response(job_summary(cancel_job(job, request.user)), status=status.HTTP_202_ACCEPTED)
 
 
 class JobDetailAPI(APIView):

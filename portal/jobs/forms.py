@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.http import QueryDict
+
+OPTION_PREFIX = "option:"
 
 
 def input_field_name(agent: str, action: str, name: str) -> str:
@@ -21,6 +23,7 @@ class JobFormData:
     action: str
     filter_text: str
     inputs: dict[str, Any]
+    options: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_post(cls, post: QueryDict) -> JobFormData:
@@ -33,7 +36,12 @@ class JobFormData:
             for key, value in post.items()
             if key.startswith(prefix) and value != ""
         }
-        return cls(agent, action, post.get("filter", ""), inputs)
+        options = {
+            key[len(OPTION_PREFIX) :]: value
+            for key, value in post.items()
+            if key.startswith(OPTION_PREFIX) and value.strip() != ""
+        }
+        return cls(agent, action, post.get("filter", ""), inputs, options)
 
     @property
     def agent_action(self) -> str:

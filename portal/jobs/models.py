@@ -21,6 +21,7 @@ class Job(models.Model):
         COMPLETED = "completed"
         FAILED = "failed"
         INTERRUPTED = "interrupted"
+        CANCELLED = "cancelled"
 
     class Source(models.TextChoices):
         WEB = "web"
@@ -39,6 +40,9 @@ class Job(models.Model):
     collective = models.CharField(max_length=64)
     requestid = models.CharField(max_length=32, blank=True)
     timeout = models.FloatField(help_text="Seconds to wait for replies after sending.")
+    discovery_method = models.CharField(max_length=16, default="broadcast")
+    options = models.JSONField(default=dict, help_text="ExecutionOptions: batches, limit, ttl.")
+    cancel_requested = models.BooleanField(default=False)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)
@@ -49,6 +53,10 @@ class Job(models.Model):
     replied_count = models.PositiveIntegerField(default=0)
     ok_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
+    # Replies refused and not stored: a signature that does not match the node's registered
+    # key, a second reply from the same node.
+    dropped_count = models.PositiveIntegerField(default=0)
+    targeted = models.JSONField(default=list, help_text="Identities the request was sent to.")
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -72,6 +80,7 @@ class Job(models.Model):
             self.Status.COMPLETED,
             self.Status.FAILED,
             self.Status.INTERRUPTED,
+            self.Status.CANCELLED,
         }
 
     @property
@@ -93,6 +102,9 @@ class NodeReply(models.Model):
     statusmsg = models.TextField(blank=True)
     data = models.JSONField(default=dict)
     received_at = models.DateTimeField()
+    # True when signed by the key the node registered; False for a node the inventory has
+    # no key for (not registered yet, or it does not sign).
+    verified = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["identity"]

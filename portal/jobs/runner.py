@@ -8,18 +8,38 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 
-from agents.protocol import BrokerUnavailable, Reply
-from portal.broker.gateway import BrokerGateway, BrokerSettings
+from agents.filters import Filter
+from agents.protocol import BrokerUnavailable, Reply, Request
+from portal.broker.gateway import (
+    BrokerGateway,
+    BrokerSettings,
+    ReceivedReply,
+    load_registered_keys,
+)
+from portal.inventory.models import Node
 from portal.jobs.models import Job, NodeReply
-from portal.jobs.services import finish_job, record_discovery, record_replies, start_job
+from portal.jobs.options import ExecutionOptions
+from portal.jobs.services import (
+    cancel_requested,
+    finish_job,
+    record_discovery,
+    record_dropped,
+    record_replies,
+    record_request,
+    start_job,
+)
 from portal.jobs.streaming import push_job_frame
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Job, Sequence[NodeReply]], None]
+# How often a running job looks for a cancel request, in seconds.
+CANCEL_CHECK_INTERVAL = 0.5
 
 
 def run_job(job_id: int, on_progress: ProgressCallback | None = None) -> Job | None:
@@ -56,48 +76,159 @@ def run_job(job_id: int, on_progress: ProgressCallback | None = None) -> Job | N
 def _discover_and_collect(
     job: Job, gateway: BrokerGateway, progress: Callable[[Sequence[NodeReply]], None]
 ) -> None:
-    callerid = f"user={job.created_by.get_username()}"
-    # The caller's roles travel in the signed request, for the nodes' own policy files.
-    roles = sorted(job.created_by.groups.values_list("name", flat=True))
-    ttl = settings.SWITCHBOARD_REQUEST_TTL
-    discovered = gateway.discover(
-        job.filter, callerid, timeout=settings.SWITCHBOARD_DISCOVERY_TIMEOUT, ttl=ttl, roles=roles
+    options = ExecutionOptions(**job.options) if job.options else ExecutionOptions.default()
+    caller = Caller(
+        callerid=f"user={job.created_by.get_username()}",
+        # The caller's roles travel in the signed request, for the nodes' own policy files.
+        roles=sorted(job.created_by.groups.values_list("name", flat=True)),
     )
-    request = gateway.new_request(
-        agent=job.agent,
-        action=job.action,
-        data=job.inputs,
-        filter=job.filter,
-        callerid=callerid,
-        ttl=ttl,
-        roles=roles,
-    )
-    record_discovery(job, discovered, request.requestid)
-    if not discovered:
+    if job.discovery_method == "inventory":
+        discovered = discover_from_inventory(Filter.from_dict(job.filter))
+    else:
+        discovered = gateway.discover(
+            job.filter,
+            caller.callerid,
+            timeout=settings.SWITCHBOARD_DISCOVERY_TIMEOUT,
+            ttl=options.ttl,
+            roles=caller.roles,
+        )
+    targets = options.choose(discovered)
+    record_discovery(job, discovered, targets)
+    if not targets:
         finish_job(job, Job.Status.COMPLETED, "no node matched the filter")
         return
     progress(())
 
-    gateway.publish(request)
-    expected = set(discovered)
-    seen: set[str] = set()
-    batch: list[Reply] = []
-    next_flush = time.monotonic() + settings.SWITCHBOARD_FLUSH_INTERVAL
-    for received in gateway.replies(request, time.monotonic() + job.timeout):
-        reply = received.reply if received is not None else None
-        if reply is not None:
-            if reply.senderid in seen:
-                logger.warning("job %s: dropped a second reply from %s", job.pk, reply.senderid)
-            else:
-                seen.add(reply.senderid)
-                batch.append(reply)
-        done = expected <= seen
-        if batch and (done or time.monotonic() >= next_flush):
-            progress(record_replies(job, batch))
-            batch = []
-            next_flush = time.monotonic() + settings.SWITCHBOARD_FLUSH_INTERVAL
-        if done:
+    collector = _Collector(job, progress, registered_keys(targets))
+    batches = options.batches(targets)
+    # Every discovered node is targeted and in one batch: the job's own filter reaches them.
+    # Otherwise each request names its nodes, since the filter alone would reach them all.
+    name_nodes = len(batches) > 1 or len(targets) < len(discovered)
+    for number, batch in enumerate(batches):
+        if number and not _pause(job, options.batch_sleep):
             break
-    if batch:
-        progress(record_replies(job, batch))
-    finish_job(job, Job.Status.COMPLETED)
+        request = gateway.new_request(
+            agent=job.agent,
+            action=job.action,
+            data=job.inputs,
+            filter=dict(job.filter, identity=batch) if name_nodes else job.filter,
+            callerid=caller.callerid,
+            ttl=options.ttl,
+            roles=caller.roles,
+        )
+        record_request(job, request.requestid)
+        gateway.publish(request)
+        if not collector.collect(gateway, request, set(batch)):
+            break  # cancelled
+    collector.flush()
+    if collector.cancelled:
+        finish_job(job, Job.Status.CANCELLED, "cancelled while running")
+    else:
+        finish_job(job, Job.Status.COMPLETED)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a job's requests are sent as."""
+
+    callerid: str
+    roles: list[str]
+
+
+def discover_from_inventory(job_filter: Filter) -> list[str]:
+    """Identities of the fresh inventory nodes the filter matches, read from the database."""
+    return sorted(Node.objects.matching(job_filter).fresh().values_list("identity", flat=True))
+
+
+def registered_keys(identities: Sequence[str]) -> dict[str, Ed25519PublicKey]:
+    """The public keys these nodes registered, to check their replies' signatures."""
+    pems = dict(
+        Node.objects.filter(identity__in=identities)
+        .exclude(public_key="")
+        .values_list("identity", "public_key")
+    )
+    return load_registered_keys(pems)
+
+
+def _pause(job: Job, seconds: float) -> bool:
+    """Sleep between batches; False if the job was cancelled meanwhile."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cancel_requested(job):
+            return False
+        time.sleep(min(CANCEL_CHECK_INTERVAL, max(deadline - time.monotonic(), 0)))
+    return not cancel_requested(job)
+
+
+class _Collector:
+    """Collects one job's replies: checks signatures, drops repeats, flushes in frames."""
+
+    def __init__(
+        self,
+        job: Job,
+        progress: Callable[[Sequence[NodeReply]], None],
+        keys: dict[str, Ed25519PublicKey],
+    ) -> None:
+        self.job = job
+        self.progress = progress
+        self.keys = keys
+        self.seen: set[str] = set()
+        self.pending: list[Reply] = []
+        self.verified: set[str] = set()
+        self.dropped = 0
+        self.cancelled = False
+        self.next_flush = time.monotonic() + settings.SWITCHBOARD_FLUSH_INTERVAL
+        self.next_cancel_check = time.monotonic() + CANCEL_CHECK_INTERVAL
+
+    def collect(self, gateway: BrokerGateway, request: Request, expected: set[str]) -> bool:
+        """Take replies to ``request`` until ``expected`` all answered or the job's timeout.
+
+        Returns False if the job was cancelled meanwhile.
+        """
+        for received in gateway.replies(request, time.monotonic() + self.job.timeout):
+            if received is not None:
+                self.accept(received)
+            now = time.monotonic()
+            done = expected <= self.seen
+            if self.pending and (done or now >= self.next_flush):
+                self.flush()
+            if done:
+                return True
+            if now >= self.next_cancel_check:
+                self.next_cancel_check = now + CANCEL_CHECK_INTERVAL
+                if cancel_requested(self.job):
+                    self.cancelled = True
+                    return False
+        return True
+
+    def accept(self, received: ReceivedReply) -> None:
+        identity = received.reply.senderid
+        key = self.keys.get(identity)
+        if key is not None and not received.signed_by(key):
+            # A node with a registered key must sign with it: anything else is an impostor
+            # or a tampered reply, never stored as that node's answer.
+            logger.warning(
+                "job %s: dropped a reply from %s whose signature does not match its registered key",
+                self.job.pk,
+                identity,
+            )
+            self.dropped += 1
+            return
+        if identity in self.seen:
+            logger.warning("job %s: dropped a second reply from %s", self.job.pk, identity)
+            self.dropped += 1
+            return
+        self.seen.add(identity)
+        if key is not None:
+            self.verified.add(identity)
+        self.pending.append(received.reply)
+
+    def flush(self) -> None:
+        """Store what is pending in one batch and push it to the job's watchers."""
+        record_dropped(self.job, self.dropped)
+        self.dropped = 0
+        if self.pending:
+            rows = record_replies(self.job, self.pending, self.verified)
+            self.pending = []
+            self.progress(rows)
+        self.next_flush = time.monotonic() + settings.SWITCHBOARD_FLUSH_INTERVAL

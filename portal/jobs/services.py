@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +22,7 @@ from agents.filters import Filter, FilterSyntaxError, parse_fact_term
 from agents.protocol import Reply
 from portal.celery import app as celery_app
 from portal.jobs.models import Job, NodeReply
+from portal.jobs.options import ExecutionOptions, OptionsError
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ def submit_job(
     filter: Filter,
     filter_text: str,
     source: str,
+    options: Mapping[str, Any] | ExecutionOptions | None = None,
     dispatch: bool = True,
 ) -> Job:
     """Validate and store a job, then queue it for a worker once the transaction commits.
@@ -119,6 +121,11 @@ def submit_job(
     """
     action_ddl = resolve_action(agent, action)
     cleaned = validate_inputs(action_ddl, inputs)
+    if not isinstance(options, ExecutionOptions):
+        try:
+            options = ExecutionOptions.parse(options)
+        except OptionsError as exc:
+            raise JobRequestError(exc.errors) from exc
     with transaction.atomic():
         job = Job.objects.create(
             created_by=user,
@@ -130,6 +137,8 @@ def submit_job(
             filter=filter.to_dict(),
             collective=settings.SWITCHBOARD_COLLECTIVE,
             timeout=available_agents()[agent].timeout,
+            discovery_method=options.discovery,
+            options=options.as_dict(),
         )
         if dispatch:
             # By name: the task module imports this one.
@@ -153,16 +162,54 @@ def start_job(job_id: int) -> Job | None:
     return Job.objects.get(pk=job_id)
 
 
-def record_discovery(job: Job, identities: Iterable[str], requestid: str) -> None:
-    """Store who discovery found and the request id about to be sent."""
-    job.discovered = sorted(identities)
-    job.discovered_count = len(job.discovered)
+def record_discovery(job: Job, discovered: Iterable[str], targeted: Iterable[str]) -> None:
+    """Store who discovery found and who the request goes to (fewer with a limit)."""
+    job.discovered = sorted(discovered)
+    job.targeted = sorted(targeted)
+    # "expected" is who the request is sent to: the limited choice, not all discovered.
+    job.discovered_count = len(job.targeted)
     job.discovered_at = timezone.now()
-    job.requestid = requestid
-    job.save(update_fields=["discovered", "discovered_count", "discovered_at", "requestid"])
+    job.save(update_fields=["discovered", "targeted", "discovered_count", "discovered_at"])
 
 
-def record_replies(job: Job, replies: Sequence[Reply]) -> list[NodeReply]:
+def record_request(job: Job, requestid: str) -> None:
+    """Remember the (first) request id sent for the job, for tracing on the nodes' audit logs."""
+    if not job.requestid:
+        job.requestid = requestid
+        job.save(update_fields=["requestid"])
+
+
+def record_dropped(job: Job, count: int) -> None:
+    """Count replies refused and not stored (bad signature, a node answering twice)."""
+    if count:
+        Job.objects.filter(pk=job.pk).update(dropped_count=F("dropped_count") + count)
+        job.refresh_from_db(fields=["dropped_count"])
+
+
+def cancel_job(job: Job, user: AbstractBaseUser) -> Job:
+    """Ask a job to stop: a queued one is cancelled at once; a running one stops sending
+    batches and waiting at its next check (within a second), keeping its replies."""
+    with transaction.atomic():
+        if Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+            status=Job.Status.CANCELLED, cancel_requested=True
+        ):
+            job.refresh_from_db()
+            finish_job(job, Job.Status.CANCELLED, f"cancelled by {user} before it started")
+        elif not job.is_finished:
+            Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+    logger.info("job %s: cancel requested by %s", job.pk, user)
+    job.refresh_from_db()
+    return job
+
+
+def cancel_requested(job: Job) -> bool:
+    """True once someone asked the running job to stop (one indexed query)."""
+    return Job.objects.filter(pk=job.pk, cancel_requested=True).exists()
+
+
+def record_replies(
+    job: Job, replies: Sequence[Reply], verified: Collection[str] = ()
+) -> list[NodeReply]:
     """Store a batch of replies with one INSERT and one UPDATE of the counters.
 
     Returns the rows stored. A node that already has a reply for this job (a node answering
@@ -190,6 +237,7 @@ def record_replies(job: Job, replies: Sequence[Reply]) -> list[NodeReply]:
                 statusmsg=reply.statusmsg,
                 data=reply.data,
                 received_at=now,
+                verified=reply.senderid in verified,
             )
         if not rows:
             return []
@@ -211,7 +259,7 @@ def record_replies(job: Job, replies: Sequence[Reply]) -> list[NodeReply]:
 def finish_job(job: Job, status: str, error: str = "") -> Job:
     """Close the job: who did not answer, the final status and, if any, why it failed."""
     replied = set(job.replies.values_list("identity", flat=True))
-    job.no_response = sorted(set(job.discovered) - replied)
+    job.no_response = sorted(set(job.targeted) - replied)
     job.status = status
     job.error = error
     job.finished_at = timezone.now()
@@ -229,6 +277,13 @@ def interrupt_unfinished_jobs(reason: str) -> int:
     for job in jobs:
         finish_job(job, Job.Status.INTERRUPTED, reason)
     return len(jobs)
+
+
+def failed_nodes(job: Job) -> list[str]:
+    """Identities whose reply to the job was not OK."""
+    return list(
+        job.replies.exclude(statuscode=0).order_by("identity").values_list("identity", flat=True)
+    )
 
 
 def job_counts(job: Job) -> dict[str, int]:
@@ -254,6 +309,10 @@ def job_summary(job: Job) -> dict[str, Any]:
         "filter": job.filter_text,
         "status": job.status,
         "error": job.error,
+        "cancel_requested": job.cancel_requested,
+        "discovery_method": job.discovery_method,
+        "options": job.options,
+        "dropped": job.dropped_count,
         "finished": job.is_finished,
         "discovered": job.discovered_count,
         "counts": job_counts(job),

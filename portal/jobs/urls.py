@@ -8,9 +8,11 @@ urlpatterns = [
     path("", views.job_list, name="list"),
     path("jobs/new/", views.job_new, name="new"),
     path("jobs/<int:job_id>/", views.job_detail, name="detail"),
+    path("jobs/<int:job_id>/cancel/", views.job_cancel, name="cancel"),
 ]
 
 api_urlpatterns = [
     path("jobs/", api.JobListAPI.as_view(), name="api-jobs"),
     path("jobs/<int:job_id>/", api.JobDetailAPI.as_view(), name="api-job"),
+    path("jobs/<int:job_id>/cancel/", api.JobCancelAPI.as_view(), name="api-job-cancel"),
 ]

@@ -10,9 +10,12 @@ from django.views.decorators.http import require_http_methods
 
 from portal.jobs.forms import JobFormData
 from portal.jobs.models import Job
+from portal.jobs.options import DISCOVERY_METHODS
 from portal.jobs.services import (
     JobRequestError,
     available_agents,
+    cancel_job,
+    failed_nodes,
     job_counts,
     parse_filter_text,
     submit_job,
@@ -30,7 +33,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def job_new(request: HttpRequest) -> HttpResponse:
     """GET shows the form; POST submits through ``submit_job`` or shows each field's error."""
-    data = JobFormData("rpcutil", "ping", request.GET.get("filter", ""), {})
+    data = prefill(request)
     errors: dict[str, str] = {}
     if request.method == "POST":
         data = JobFormData.from_post(request.POST)
@@ -43,6 +46,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
                 filter=parse_filter_text(data.filter_text),
                 filter_text=data.filter_text,
                 source=Job.Source.WEB,
+                options=data.options,
             )
         except JobRequestError as exc:
             errors = exc.errors
@@ -50,11 +54,38 @@ def job_new(request: HttpRequest) -> HttpResponse:
             return redirect("jobs:detail", job_id=job.pk)
     context = {
         "agents": available_agents(),
+        "discovery_methods": DISCOVERY_METHODS,
         "data": data,
         "errors": errors,
         "general_errors": {k: v for k, v in errors.items() if not k.startswith("inputs.")},
     }
     return render(request, "jobs/job_form.html", context, status=400 if errors else 200)
+
+
+def prefill(request: HttpRequest) -> JobFormData:
+    """The form's starting values: from the query string, or from a job to run again.
+
+    ``?rerun=<job>&only=failed|no_response`` targets that job's failed or silent nodes with
+    the same action and inputs.
+    """
+    agent, _, action = request.GET.get("agent_action", "rpcutil.ping").partition(".")
+    data = JobFormData(agent, action, request.GET.get("filter", ""), {})
+    rerun_of, only = request.GET.get("rerun"), request.GET.get("only")
+    if rerun_of and rerun_of.isdigit() and only in ("failed", "no_response"):
+        job = Job.objects.visible_to(request.user).filter(pk=int(rerun_of)).first()
+        if job is not None:
+            nodes = failed_nodes(job) if only == "failed" else job.no_response
+            text = " or ".join(f"identity:{identity}" for identity in nodes)
+            data = JobFormData(job.agent, job.action, text, dict(job.inputs))
+    return data
+
+
+@login_required
+@require_http_methods(["POST"])
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job.objects.visible_to(request.user), pk=job_id)
+    cancel_job(job, request.user)
+    return redirect("jobs:detail", job_id=job.pk)
 
 
 @login_required

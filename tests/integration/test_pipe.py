@@ -23,6 +23,7 @@ import redis
 
 from portal.core import stack
 from portal.core.supervisor import Supervisor
+from portal.jobs.options import ExecutionOptions
 from tests.conftest import port_open, require_service
 from tests.integration.harness import (
     BASE_DIR,
@@ -144,10 +145,14 @@ def test_every_node_reply_reaches_database_and_websocket(
     assert {reply["identity"] for reply in detail["replies"]} == set(streamed)
 
 
-def test_nodes_register_into_the_inventory(portal: PortalStack, inventory: dict) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and len(portal.stored_nodes()) < NODE_COUNT:
+def wait_for_inventory(portal: PortalStack, count: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(portal.stored_nodes()) < count:
         time.sleep(0.2)
+
+
+def test_nodes_register_into_the_inventory(portal: PortalStack, inventory: dict) -> None:
+    wait_for_inventory(portal, NODE_COUNT)
     stored = portal.stored_nodes()
     assert set(stored) == set(inventory)
     assert all(stored[identity] == facts for identity, facts in inventory.items())
@@ -190,6 +195,33 @@ def test_compound_filter_from_the_command_line(portal: PortalStack, inventory: d
     assert all(reply["statuscode"] == 0 for reply in result["replies"])
     assert result["no_response"] == []
     assert portal.stored_replies(result["job"]) == expected
+
+
+def test_limit_and_batches_reach_the_seeded_choice(portal: PortalStack, inventory: dict) -> None:
+    chosen = ExecutionOptions.parse({"limit": "5", "limit_seed": 3}).choose(sorted(inventory))
+    output = portal.manage(
+        "rpc", "rpcutil", "ping", "--limit", "5", "--limit-seed", "3",
+        "--batch", "2", "--batch-sleep", "0.2", "--user", "noc", "--json",
+    )  # fmt: skip
+    result = json.loads(output)
+    assert result["status"] == "completed"
+    assert result["discovered"] == 5
+    assert sorted(reply["identity"] for reply in result["replies"]) == chosen
+    assert result["no_response"] == []
+
+
+def test_inventory_discovery_targets_the_registered_nodes(
+    portal: PortalStack, inventory: dict
+) -> None:
+    wait_for_inventory(portal, NODE_COUNT)
+    expected = expected_by_fact(inventory, "customer", "globex")
+    output = portal.manage(
+        "rpc", "rpcutil", "ping", "-F", "customer=globex", "--dm", "inventory",
+        "--user", "noc", "--json",
+    )  # fmt: skip
+    result = json.loads(output)
+    assert result["discovered"] == len(expected)
+    assert {reply["identity"] for reply in result["replies"]} == expected
 
 
 def test_unreachable_broker_fails_the_job_with_a_reason(portal: PortalStack) -> None:

@@ -119,7 +119,7 @@ def test_a_job_is_claimed_once(operator, queued_tasks) -> None:
 def test_replies_are_counted_once_and_no_response_listed(operator, queued_tasks) -> None:
     job = submit(operator)
     job = start_job(job.pk)
-    record_discovery(job, ["n1", "n2", "n3"], "r1")
+    record_discovery(job, ["n1", "n2", "n3"], ["n1", "n2", "n3"])
     record_replies(job, [reply("n1"), reply("n2", statuscode=5)])
     record_replies(job, [reply("n1")])  # a repeat that reached the database is ignored
     assert job.replies.count() == 2
@@ -136,7 +136,7 @@ def test_replies_are_counted_once_and_no_response_listed(operator, queued_tasks)
 
 def test_unfinished_jobs_are_interrupted_keeping_their_replies(operator, queued_tasks) -> None:
     job = start_job(submit(operator).pk)
-    record_discovery(job, ["n1", "n2"], "r1")
+    record_discovery(job, ["n1", "n2"], ["n1", "n2"])
     record_replies(job, [reply("n1")])
     assert interrupt_unfinished_jobs("worker restarted") == 1
     job.refresh_from_db()

@@ -78,3 +78,25 @@ def test_only_the_chosen_actions_inputs_are_read(browser, queued_tasks) -> None:
     )
     assert response.status_code == 302
     assert Job.objects.get().inputs == {"fact": "os"}
+
+
+def test_run_again_on_silent_nodes_prefills_the_form(browser, operator, queued_tasks) -> None:
+    browser.post(
+        "/jobs/new/", {"agent_action": "rpcutil.get_fact", "input:rpcutil.get_fact:fact": "os"}
+    )
+    job = Job.objects.get()
+    job.status, job.no_response = Job.Status.COMPLETED, ["n1.example", "n2.example"]
+    job.save()
+    page = browser.get(f"/jobs/new/?rerun={job.pk}&only=no_response").content.decode()
+    assert 'value="identity:n1.example or identity:n2.example"' in page
+    assert '<option value="rpcutil.get_fact" selected>' in page
+    assert 'name="input:rpcutil.get_fact:fact"' in page and 'value="os"' in page
+
+
+def test_cancel_from_the_page(browser, queued_tasks) -> None:
+    browser.post("/jobs/new/", {"agent_action": "rpcutil.ping"})
+    job = Job.objects.get()
+    response = browser.post(f"/jobs/{job.pk}/cancel/")
+    assert response.status_code == 302
+    job.refresh_from_db()
+    assert job.status == Job.Status.CANCELLED

@@ -48,6 +48,12 @@ class Command(BaseCommand):
             "-A", "--wa", "--with-agent", dest="agents", action="append", default=[]
         )
         parser.add_argument("-S", "--select", dest="compound", default="")
+        parser.add_argument("--dm", "--discovery-method", dest="discovery", default="")
+        parser.add_argument("--batch", dest="batch_size", default="", help="nodes per batch")
+        parser.add_argument("--batch-sleep", dest="batch_sleep", default="", help="seconds")
+        parser.add_argument("--limit", "--limit-nodes", dest="limit", default="", help="N or N%%")
+        parser.add_argument("--limit-seed", dest="limit_seed", default="")
+        parser.add_argument("--ttl", dest="ttl", default="", help="request TTL in seconds")
         parser.add_argument("--user", default="admin", help="the operator the job runs as")
         parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
 
@@ -80,6 +86,18 @@ class Command(BaseCommand):
                 filter=job_filter,
                 filter_text=" ".join(w for w in filter_words if w),
                 source=Job.Source.CLI,
+                options={
+                    name: options[name]
+                    for name in (
+                        "discovery",
+                        "batch_size",
+                        "batch_sleep",
+                        "limit",
+                        "limit_seed",
+                        "ttl",
+                    )
+                    if options[name] != ""
+                },
                 dispatch=False,
             )
         except JobRequestError as exc:

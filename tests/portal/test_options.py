@@ -1,0 +1,123 @@
+"""Execution options: validation, the seeded limit, batches; cancelling; reply signatures."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from agents.protocol import Reply, Request
+from agents.protocol.security import SigningKey, open_reply, seal_reply
+from portal.accounts.services import issue_token
+from portal.broker.gateway import ReceivedReply
+from portal.jobs.models import Job
+from portal.jobs.options import ExecutionOptions, OptionsError
+from portal.jobs.runner import _Collector
+from portal.jobs.services import parse_filter_text, start_job, submit_job
+
+
+def test_defaults_run_everything_at_once() -> None:
+    options = ExecutionOptions.parse({})
+    assert options.as_dict() == {
+        "discovery": "broadcast",
+        "batch_size": 0,
+        "batch_sleep": 0.0,
+        "limit": "",
+        "limit_seed": None,
+        "ttl": 60,
+    }
+    assert options.batches(["a", "b", "c"]) == [["a", "b", "c"]]
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"discovery": "carrier-pigeon"}, "options.discovery"),
+        ({"limit": "ten"}, "options.limit"),
+        ({"limit": "0"}, "options.limit"),
+        ({"limit": "150%"}, "options.limit"),
+        ({"batch_size": -1}, "options.batch_size"),
+        ({"batch_size": "x"}, "options.batch_size"),
+        ({"batch_sleep": 99999}, "options.batch_sleep"),
+        ({"ttl": 0}, "options.ttl"),
+        ({"colour": "blue"}, "options.colour"),
+    ],
+)
+def test_bad_options_name_the_field(raw, field) -> None:
+    with pytest.raises(OptionsError) as caught:
+        ExecutionOptions.parse(raw)
+    assert list(caught.value.errors) == [field]
+
+
+def test_the_limited_choice_is_seeded_and_reproducible() -> None:
+    nodes = [f"n{i:02d}" for i in range(20)]
+    first = ExecutionOptions.parse({"limit": "5", "limit_seed": 7}).choose(nodes)
+    again = ExecutionOptions.parse({"limit": "5", "limit_seed": "7"}).choose(list(reversed(nodes)))
+    other = ExecutionOptions.parse({"limit": "5", "limit_seed": 8}).choose(nodes)
+    assert len(first) == 5 and first == again and first != other
+    assert set(first) <= set(nodes)
+    assert len(ExecutionOptions.parse({"limit": "10%"}).choose(nodes)) == 2
+    assert ExecutionOptions.parse({"limit": "50"}).choose(nodes) == nodes
+
+
+def test_batches_keep_the_order() -> None:
+    options = ExecutionOptions.parse({"batch_size": 2})
+    assert options.batches(["a", "b", "c", "d", "e"]) == [["a", "b"], ["c", "d"], ["e"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_api_stores_options_and_refuses_bad_ones(operator, queued_tasks) -> None:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {issue_token(operator.username)}")
+    payload = {"agent": "rpcutil", "action": "ping", "options": {"limit": "10%", "batch_size": 5}}
+    response = api.post("/api/jobs/", payload, format="json")
+    assert response.status_code == 201, response.content
+    job = Job.objects.get()
+    assert job.options["limit"] == "10%" and job.options["batch_size"] == 5
+    bad = api.post("/api/jobs/", dict(payload, options={"limit": "all"}), format="json")
+    assert bad.status_code == 400
+    assert "options.limit" in bad.json()["errors"]
+    assert Job.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_a_queued_job_from_the_api_and_not_twice_from_the_cli(operator, queued_tasks):
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {issue_token(operator.username)}")
+    job_id = api.post("/api/jobs/", {"agent": "rpcutil", "action": "ping"}, format="json").json()[
+        "id"
+    ]
+    response = api.post(f"/api/jobs/{job_id}/cancel/")
+    assert response.status_code == 202
+    assert response.json()["status"] == "cancelled"
+    assert start_job(job_id) is None  # the worker will not run it
+    with pytest.raises(CommandError, match="already finished"):
+        call_command("cancel_job", str(job_id), "--user", operator.username)
+
+
+def _received(identity: str, key: SigningKey | None) -> ReceivedReply:
+    request = Request.new(collective="mcollective", agent="rpcutil", action="ping", callerid="u")
+    reply = Reply.for_request(request, senderid=identity, statuscode=0, statusmsg="OK")
+    return ReceivedReply(*open_reply(seal_reply(reply, key))) if key else ReceivedReply(reply)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replies_are_checked_against_registered_keys(operator, queued_tasks) -> None:
+    job = submit_job(
+        user=operator, agent="rpcutil", action="ping", inputs={},
+        filter=parse_filter_text(""), filter_text="", source="api",
+    )  # fmt: skip
+    job = start_job(job.pk)
+    honest, impostor = SigningKey.generate(), SigningKey.generate()
+    keys = {"signed": honest.public_key, "forged": honest.public_key}
+    collector = _Collector(job, lambda rows: None, keys)
+    collector.accept(_received("signed", honest))
+    collector.accept(_received("forged", impostor))  # signed, but not with the registered key
+    collector.accept(_received("forged", None))  # unsigned, though the node registered a key
+    collector.accept(_received("unknown", None))  # no registered key: kept, not verified
+    collector.accept(_received("signed", honest))  # a second reply
+    collector.flush()
+    job.refresh_from_db()
+    stored = dict(job.replies.values_list("identity", "verified"))
+    assert stored == {"signed": True, "unknown": False}
+    assert job.dropped_count == 3
