@@ -144,6 +144,8 @@ SWITCHBOARD_DISCOVERY_METHOD = env_str("SWITCHBOARD_DISCOVERY_METHOD", "broadcas
 SWITCHBOARD_REQUEST_TTL = int(env_float("SWITCHBOARD_REQUEST_TTL", 60))
 # A node that has not registered for this long is shown as stale (3 x the register interval).
 SWITCHBOARD_NODE_STALE_AFTER = int(env_float("SWITCHBOARD_NODE_STALE_AFTER", 900))
+# A running job whose runner has not shown life for this long is marked interrupted.
+SWITCHBOARD_JOB_STALE_AFTER = env_float("SWITCHBOARD_JOB_STALE_AFTER", 30.0)
 # How often collected replies are written and pushed to browsers, in seconds.
 SWITCHBOARD_FLUSH_INTERVAL = env_float("SWITCHBOARD_FLUSH_INTERVAL", 0.1)
 

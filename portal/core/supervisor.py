@@ -106,6 +106,14 @@ class Supervisor:
             f"{child.name} did not log {text!r} within {timeout:.0f} s:\n{child.log_tail()}"
         )
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one child's process group at once, as a crash would (fault tests)."""
+        for child in [c for c in self.children if c.name == name]:
+            _signal_group(child, signal.SIGKILL)
+            if child.process is not None:
+                child.process.wait()
+            self.children.remove(child)
+
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM every child's process group, then SIGKILL what is left after ``grace``."""
         for child in reversed(self.children):

@@ -43,6 +43,10 @@ class Job(models.Model):
     discovery_method = models.CharField(max_length=16, default="broadcast")
     options = models.JSONField(default=dict, help_text="ExecutionOptions: batches, limit, ttl.")
     cancel_requested = models.BooleanField(default=False)
+    # Who runs the job ("host:pid") and when it last showed life: a job whose runner died is
+    # found by these and marked interrupted, keeping its replies.
+    runner = models.CharField(max_length=128, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)

@@ -25,6 +25,7 @@ from portal.inventory.models import Node
 from portal.jobs.models import Job, NodeReply
 from portal.jobs.options import ExecutionOptions
 from portal.jobs.services import (
+    beat,
     cancel_requested,
     finish_job,
     record_discovery,
@@ -40,6 +41,8 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[Job, Sequence[NodeReply]], None]
 # How often a running job looks for a cancel request, in seconds.
 CANCEL_CHECK_INTERVAL = 0.5
+# How often a running job records that its runner is alive, in seconds.
+HEARTBEAT_INTERVAL = 5.0
 
 
 def run_job(job_id: int, on_progress: ProgressCallback | None = None) -> Job | None:
@@ -154,6 +157,7 @@ def _pause(job: Job, seconds: float) -> bool:
     """Sleep between batches; False if the job was cancelled meanwhile."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        beat(job)
         if cancel_requested(job):
             return False
         time.sleep(min(CANCEL_CHECK_INTERVAL, max(deadline - time.monotonic(), 0)))
@@ -179,6 +183,7 @@ class _Collector:
         self.cancelled = False
         self.next_flush = time.monotonic() + settings.SWITCHBOARD_FLUSH_INTERVAL
         self.next_cancel_check = time.monotonic() + CANCEL_CHECK_INTERVAL
+        self.next_beat = time.monotonic() + HEARTBEAT_INTERVAL
 
     def collect(self, gateway: BrokerGateway, request: Request, expected: set[str]) -> bool:
         """Take replies to ``request`` until ``expected`` all answered or the job's timeout.
@@ -194,6 +199,9 @@ class _Collector:
                 self.flush()
             if done:
                 return True
+            if now >= self.next_beat:
+                beat(self.job)
+                self.next_beat = now + HEARTBEAT_INTERVAL
             if now >= self.next_cancel_check:
                 self.next_cancel_check = now + CANCEL_CHECK_INTERVAL
                 if cancel_requested(self.job):
@@ -225,6 +233,10 @@ class _Collector:
 
     def flush(self) -> None:
         """Store what is pending in one batch and push it to the job's watchers."""
+        now = time.monotonic()
+        if now >= self.next_beat:
+            beat(self.job)
+            self.next_beat = now + HEARTBEAT_INTERVAL
         record_dropped(self.job, self.dropped)
         self.dropped = 0
         if self.pending:

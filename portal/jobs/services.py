@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -155,7 +158,7 @@ def start_job(job_id: int) -> Job | None:
     """
     now = timezone.now()
     claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-        status=Job.Status.RUNNING, started_at=now
+        status=Job.Status.RUNNING, started_at=now, runner=this_runner(), heartbeat_at=now
     )
     if not claimed:
         return None
@@ -266,6 +269,48 @@ def finish_job(job: Job, status: str, error: str = "") -> Job:
     job.save(update_fields=["no_response", "status", "error", "finished_at"])
     logger.info("job %s %s: %s", job.pk, status, error or job_counts(job))
     return job
+
+
+def this_runner() -> str:
+    """This process, as a job's ``runner``: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def beat(job: Job) -> None:
+    """Show that the job's runner is alive (one UPDATE; callers do it every few seconds)."""
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
+
+
+def interrupt_orphaned_jobs(stale_after: float) -> list[int]:
+    """Mark running jobs whose runner is gone interrupted; returns their ids.
+
+    A runner on this host whose process no longer exists is gone at once; any runner is gone
+    once its heartbeat is older than ``stale_after`` seconds. Replies already stored stay.
+    """
+    host = socket.gethostname()
+    cutoff = timezone.now() - timedelta(seconds=stale_after)
+    orphaned = []
+    for job in Job.objects.filter(status=Job.Status.RUNNING):
+        runner_host, _, pid = job.runner.rpartition(":")
+        dead_here = runner_host == host and pid.isdigit() and not _process_alive(int(pid))
+        silent = job.heartbeat_at is None or job.heartbeat_at < cutoff
+        if dead_here or silent:
+            why = "its process ended" if dead_here else f"no heartbeat for {stale_after:g} s"
+            finish_job(
+                job, Job.Status.INTERRUPTED, f"interrupted: the runner {job.runner} stopped ({why})"
+            )
+            orphaned.append(job.pk)
+    return orphaned
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def interrupt_unfinished_jobs(reason: str) -> int:

@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
 
 from portal.jobs import runner
-from portal.jobs.services import RUN_JOB_TASK
+from portal.jobs.services import RUN_JOB_TASK, interrupt_orphaned_jobs
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name=RUN_JOB_TASK, ignore_result=True)
 def run_job(job_id: int) -> None:
     """Run a submitted job on the broker network; a second delivery of the task does nothing."""
     runner.run_job(job_id)
+
+
+@worker_ready.connect
+def watch_for_orphaned_jobs(**_: object) -> None:
+    """When a worker starts, and then every so often, close the jobs whose runner died.
+
+    A worker killed mid-job cannot mark its own job; the next worker to start (or any worker,
+    later, from the heartbeat) does, so a job never stays "running" for ever.
+    """
+
+    def sweep_forever() -> None:
+        while True:
+            try:
+                ids = interrupt_orphaned_jobs(settings.SWITCHBOARD_JOB_STALE_AFTER)
+            except Exception:  # the database may be away for a while; try again later
+                logger.exception("could not look for orphaned jobs")
+            else:
+                if ids:
+                    logger.warning("marked jobs %s interrupted: their runner stopped", ids)
+            threading.Event().wait(settings.SWITCHBOARD_JOB_STALE_AFTER / 2)
+
+    threading.Thread(target=sweep_forever, name="orphaned-jobs", daemon=True).start()

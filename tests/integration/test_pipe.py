@@ -244,3 +244,36 @@ def test_unreachable_broker_fails_the_job_with_a_reason(portal: PortalStack) -> 
     assert "message broker unavailable" in result.stderr
     assert f"127.0.0.1:{closed}" in result.stderr
     assert json.loads(result.stdout)["status"] == "failed"
+
+
+@pytest.mark.faults
+def test_a_worker_killed_mid_job_leaves_it_interrupted_with_its_replies(
+    portal: PortalStack, inventory: dict
+) -> None:
+    # Batches of 10 with a long pause: the worker dies after the first batch's replies.
+    payload = {
+        "agent": "rpcutil",
+        "action": "ping",
+        "options": {"batch_size": 10, "batch_sleep": 60},
+    }
+    job_id = portal.api("POST", "/api/jobs/", json=payload).json()["id"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if portal.api("GET", f"/api/jobs/{job_id}/").json()["counts"]["replied"] == 10:
+            break
+        time.sleep(0.2)
+    portal.supervisor.kill("worker")
+    stack.start_worker(portal.supervisor, env=portal.env)  # its start-up sweep finds the job
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        job = portal.api("GET", f"/api/jobs/{job_id}/").json()
+        if job["finished"]:
+            break
+        time.sleep(0.2)
+    assert job["status"] == "interrupted"
+    assert "process ended" in job["error"]
+    assert job["counts"]["replied"] == 10
+    assert len(job["replies"]) == 10
+    assert len(job["no_response"]) == NODE_COUNT - 10
+    assert portal.stored_replies(job_id) == {reply["identity"] for reply in job["replies"]}

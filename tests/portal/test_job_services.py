@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 
 from agents.protocol import Reply
 from portal.jobs.models import Job
@@ -14,6 +18,7 @@ from portal.jobs.services import (
     JobRequestError,
     build_filter,
     finish_job,
+    interrupt_orphaned_jobs,
     interrupt_unfinished_jobs,
     job_counts,
     parse_filter_text,
@@ -144,3 +149,30 @@ def test_unfinished_jobs_are_interrupted_keeping_their_replies(operator, queued_
     assert job.error == "worker restarted"
     assert job.no_response == ["n2"]
     assert list(job.replies.values_list("identity", flat=True)) == ["n1"]
+
+
+def test_jobs_whose_runner_died_are_interrupted(operator, queued_tasks) -> None:
+    here = socket.gethostname()
+    dead_here = start_job(submit(operator).pk)
+    alive_here = start_job(submit(operator).pk)
+    silent_elsewhere = start_job(submit(operator).pk)
+    fresh_elsewhere = start_job(submit(operator).pk)
+    record_discovery(dead_here, ["n1", "n2"], ["n1", "n2"])
+    record_replies(dead_here, [reply("n1")])
+    Job.objects.filter(pk=dead_here.pk).update(runner=f"{here}:{2**22 + 12345}")
+    Job.objects.filter(pk=alive_here.pk).update(runner=f"{here}:{os.getpid()}")
+    Job.objects.filter(pk=silent_elsewhere.pk).update(
+        runner="other-host:1", heartbeat_at=timezone.now() - timedelta(seconds=120)
+    )
+    Job.objects.filter(pk=fresh_elsewhere.pk).update(runner="other-host:1")
+
+    assert sorted(interrupt_orphaned_jobs(stale_after=30)) == sorted(
+        [dead_here.pk, silent_elsewhere.pk]
+    )
+    dead_here.refresh_from_db()
+    assert dead_here.status == Job.Status.INTERRUPTED
+    assert "process ended" in dead_here.error
+    assert list(dead_here.replies.values_list("identity", flat=True)) == ["n1"]
+    assert dead_here.no_response == ["n2"]
+    alive_here.refresh_from_db()
+    assert alive_here.status == Job.Status.RUNNING
