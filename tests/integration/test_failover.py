@@ -69,6 +69,7 @@ def node() -> Iterator[NodeDaemon]:
         daemon.stop()
         if not port_open(*DC_A):
             brokers("start", "dc_a")
+        brokers("probe")  # the network is whole again for the tests after this one
 
 
 def ping_from_noc(timeout: float = 10.0) -> list[str]:
