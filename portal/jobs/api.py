@@ -19,6 +19,7 @@ from portal.jobs.services import (
     parse_filter_text,
     submit_job,
 )
+from portal.jobs.summaries import summarize
 
 
 class JobRequestSerializer(serializers.Serializer):
@@ -68,4 +69,6 @@ class JobCancelAPI(APIView):
 class JobDetailAPI(APIView):
     def get(self, request: Request, job_id: int) -> Response:
         job = get_object_or_404(Job.objects.visible_to(request.user), pk=job_id)
-        return Response(job_snapshot(job))
+        data = job_snapshot(job)
+        data["summaries"] = summarize(job) if job.is_finished else []
+        return Response(data)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from portal.jobs.models import Job
-from portal.jobs.services import job_snapshot
+from portal.jobs.streaming import SNAPSHOT_TYPE, job_state
 
 # Application close codes (4000-4999): the browser shows why it was turned away.
 CLOSE_UNAUTHENTICATED = 4401
@@ -21,16 +22,41 @@ def _visible_job(user: Any, job_id: int) -> Job | None:
 
 
 @database_sync_to_async
-def _snapshot(job_id: int) -> dict[str, Any]:
-    return job_snapshot(Job.objects.get(pk=job_id))
+def _snapshot(job_id: int, after: int) -> dict[str, Any]:
+    """The job now and its replies with an id above ``after``, in id order.
+
+    The job is read before the replies: a job seen finished has all its replies stored
+    already, so a finished snapshot is complete (a running one is completed by the frames).
+    """
+    job = Job.objects.get(pk=job_id)
+    state = job_state(job)
+    replies = [reply.as_dict() for reply in job.replies.filter(pk__gt=after).order_by("pk")]
+    return {
+        "type": SNAPSHOT_TYPE,
+        "job": {**state, "replies": replies},
+        "seq": replies[-1]["id"] if replies else after,  # in id order: the last is the highest
+    }
+
+
+def resume_after(query_string: bytes) -> int:
+    """The ``after`` a reconnecting browser sends: the highest reply id it has (0: none)."""
+    values = parse_qs(query_string.decode("latin-1")).get("after", [])
+    try:
+        return max(int(values[-1]), 0) if values else 0
+    except ValueError:
+        return 0
 
 
 class JobConsumer(AsyncJsonWebsocketConsumer):
     """Streams one job's frames to a logged-in person allowed to see the job.
 
-    Joins the job's group before reading the snapshot, so no frame falls between the two; the
-    browser drops replies it already has (by node identity).
+    Joins the job's group before reading the snapshot, so no frame falls between the two.
+    ``?after=<seq>`` resumes: the snapshot then holds only the replies with a greater id.
+    Every reply is sent at most once per connection: a frame's replies that the snapshot
+    already carried (id <= the seq sent) are left out.
     """
+
+    seq = 0
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -45,8 +71,9 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         self.group_name = job.group_name
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         await self.accept()
-        snapshot = await _snapshot(job_id)
-        await self.send_json({"type": "job.snapshot", "job": snapshot})
+        snapshot = await _snapshot(job_id, resume_after(self.scope.get("query_string", b"")))
+        self.seq = snapshot["seq"]
+        await self.send_json(snapshot)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group_name"):
@@ -56,6 +83,9 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         """The stream is one-way; anything the browser sends is ignored."""
 
     async def job_frame(self, event: dict[str, Any]) -> None:
+        """Relay one frame as one message, whatever its size, without what was already sent."""
+        replies = [reply for reply in event["replies"] if reply["id"] > self.seq]
+        self.seq = max((reply["id"] for reply in replies), default=self.seq)
         await self.send_json(
-            {"type": "job.frame", "job": event["job"], "replies": event["replies"]}
+            {"type": "job.frame", "job": event["job"], "replies": replies, "seq": self.seq}
         )

@@ -126,6 +126,7 @@ class NodeReply(models.Model):
     def as_dict(self) -> dict[str, object]:
         """The reply as the API, the CLI and the live stream show it."""
         return {
+            "id": self.pk,
             "identity": self.identity,
             "statuscode": self.statuscode,
             "statusmsg": self.statusmsg,

@@ -102,7 +102,7 @@ def _discover_and_collect(
         return
     progress(())
 
-    collector = _Collector(job, progress, registered_keys(targets))
+    collector = _Collector(job, progress, registered_keys(targets), set(targets))
     batches = options.batches(targets)
     # Every discovered node is targeted and in one batch: the job's own filter reaches them.
     # Otherwise each request names its nodes, since the filter alone would reach them all.
@@ -172,8 +172,10 @@ class _Collector:
         job: Job,
         progress: Callable[[Sequence[NodeReply]], None],
         keys: dict[str, Ed25519PublicKey],
+        targets: set[str],
     ) -> None:
         self.job = job
+        self.targets = targets
         self.progress = progress
         self.keys = keys
         self.seen: set[str] = set()
@@ -211,6 +213,14 @@ class _Collector:
 
     def accept(self, received: ReceivedReply) -> None:
         identity = received.reply.senderid
+        if identity not in self.targets:
+            # A node that matched the filter but missed discovery (or a limit left out):
+            # the job's counts are about the nodes it targeted, so its reply is not kept.
+            logger.info(
+                "job %s: dropped a reply from %s, which was not targeted", self.job.pk, identity
+            )
+            self.dropped += 1
+            return
         key = self.keys.get(identity)
         if key is not None and not received.signed_by(key):
             # A node with a registered key must sign with it: anything else is an impostor

@@ -98,7 +98,7 @@ class PortalStack:
         messages: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         with ws_connect(
-            ws_url, additional_headers={"Cookie": cookies}, origin=self.base_url
+            ws_url, additional_headers={"Cookie": cookies}, origin=self.base_url, max_size=None
         ) as socket_:
             while time.monotonic() < deadline:
                 message = json.loads(socket_.recv(timeout=max(deadline - time.monotonic(), 0.1)))

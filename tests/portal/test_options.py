@@ -110,14 +110,16 @@ def test_replies_are_checked_against_registered_keys(operator, queued_tasks) -> 
     job = start_job(job.pk)
     honest, impostor = SigningKey.generate(), SigningKey.generate()
     keys = {"signed": honest.public_key, "forged": honest.public_key}
-    collector = _Collector(job, lambda rows: None, keys)
+    targets = {"signed", "forged", "unknown"}
+    collector = _Collector(job, lambda rows: None, keys, targets)
     collector.accept(_received("signed", honest))
     collector.accept(_received("forged", impostor))  # signed, but not with the registered key
     collector.accept(_received("forged", None))  # unsigned, though the node registered a key
     collector.accept(_received("unknown", None))  # no registered key: kept, not verified
     collector.accept(_received("signed", honest))  # a second reply
+    collector.accept(_received("late", None))  # matched, but missed discovery: not targeted
     collector.flush()
     job.refresh_from_db()
     stored = dict(job.replies.values_list("identity", "verified"))
     assert stored == {"signed": True, "unknown": False}
-    assert job.dropped_count == 3
+    assert job.dropped_count == 4

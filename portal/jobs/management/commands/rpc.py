@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from portal.jobs import runner
 from portal.jobs.models import Job, NodeReply
 from portal.jobs.services import JobRequestError, build_filter, job_snapshot, submit_job
+from portal.jobs.summaries import summarize
 
 
 def parse_inputs(pairs: Sequence[str]) -> dict[str, str]:
@@ -133,6 +134,27 @@ class Command(BaseCommand):
             self.stderr.write(f"  {job.error}")
         if job.no_response:
             self.stdout.write("  No response from: " + " ".join(job.no_response))
+        for summary in summarize(job):
+            self._print_aggregate(summary)
+
+    def _print_aggregate(self, summary: dict[str, Any]) -> None:
+        """One DDL aggregate, as ``mco`` prints its summary block."""
+        self.stdout.write("")
+        if "values" in summary:
+            self.stdout.write(f"Summary of {summary['display_as']}:")
+            shown = [
+                (v["value"] if isinstance(v["value"], str) else json.dumps(v["value"]), v["count"])
+                for v in summary["values"]
+            ]
+            width = max((len(text) for text, _ in shown), default=0)
+            for text, count in shown:
+                self.stdout.write(f"   {text:>{width}} = {count}")
+        else:
+            label = "Average" if summary["function"] == "average" else "Sum"
+            value = "n/a" if summary["value"] is None else f"{summary['value']:g}"
+            self.stdout.write(
+                f"{label} of {summary['display_as']}: {value} ({summary['count']} nodes)"
+            )
 
     def _print_json(self, job: Job) -> None:
         snapshot = job_snapshot(job)
@@ -145,6 +167,7 @@ class Command(BaseCommand):
                     "discovered": job.discovered_count,
                     "replies": snapshot["replies"],
                     "no_response": job.no_response,
+                    "summaries": summarize(job),
                 }
             )
         )
