@@ -39,7 +39,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from contextlib import closing, suppress
@@ -134,7 +133,7 @@ class _Replies(stomp.ConnectionListener):
         self.inbox.put((time.monotonic(), frame.body))
 
 
-def measure_raw(key: SigningKey, prefix: str, count: int, timeout: float = 60.0) -> dict:
+def measure_raw(key: SigningKey, prefix: str, count: int, timeout: float = 30.0) -> dict:
     """Publish one sealed rpcutil ping at the NOC; time to the last of ``count`` replies."""
     listener = _Replies()
     client_id = f"bench_{uuid.uuid4().hex[:12]}"
@@ -187,15 +186,25 @@ def _ts(value: Any) -> float | None:
     return value.timestamp() if value is not None else None
 
 
-def measure_full(portal: PortalStack, prefix: str, count: int, timeout: float = 120.0) -> dict:
-    """POST a ping job, watch its WebSocket; time to the count-th distinct reply identity."""
+def measure_full(
+    portal: PortalStack, prefix: str, count: int, timeout: float = 45.0, inventory: bool = False
+) -> dict:
+    """POST a ping job, watch its WebSocket; time to the count-th distinct reply identity.
+
+    ``inventory``: discover from the registration inventory instead of a broadcast ping.
+    """
     cookies = "; ".join(f"{k}={v}" for k, v in portal.session.cookies.items())
     wall0 = time.time()
     t0 = time.monotonic()
     response = portal.api(
         "POST",
         "/api/jobs/",
-        json={"agent": "rpcutil", "action": "ping", "filter": f"identity:/^{prefix}/"},
+        json={
+            "agent": "rpcutil",
+            "action": "ping",
+            "filter": f"identity:/^{prefix}/",
+            "options": {"discovery": "inventory"} if inventory else {},
+        },
     )
     t_post = time.monotonic()
     if response.status_code != 201:
@@ -232,7 +241,7 @@ def measure_full(portal: PortalStack, prefix: str, count: int, timeout: float = 
         "FROM jobs_job WHERE id = %s",
         job_id,
     )[0]
-    started, discovered, first_reply, last_reply, finished = (_ts(v) for v in row)
+    started, discovered, _first_reply, last_reply, finished = (_ts(v) for v in row)
     result = {
         "job": job_id,
         "ms": (t_last - t0) * 1000,
@@ -278,7 +287,11 @@ def profile_full(sup: Supervisor, portal: PortalStack, prefix: str, count: int, 
     time.sleep(1.5)  # py-spy attaches
     result = measure_full(portal, prefix, count)
     for spy in spies:
-        spy.wait(timeout=60)
+        try:
+            spy.wait(timeout=90)
+        except subprocess.TimeoutExpired:  # py-spy on thousands of threads can lag behind
+            spy.kill()
+            spy.wait()
     return result
 
 
@@ -291,7 +304,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", default="100,1000,5000")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--discovery", default="2.0,0.5", help="discovery timeouts to measure")
+    parser.add_argument(
+        "--discovery",
+        default="0,2.0",
+        help="broadcast discovery timeouts to measure; 0 means inventory discovery",
+    )
     parser.add_argument("--profile-at", type=int, default=0, help="py-spy one full run at N")
     parser.add_argument("--json", default=str(RESULTS / "fanout.json"))
     args = parser.parse_args()
@@ -336,7 +353,15 @@ def main() -> int:
                 reg = wait_registered(portal, prefix, count, timeout=max(60, count * 0.05))
                 log(f"N={count}: all registered {reg:.1f} s later")
                 res: dict[str, Any] = {"raw": [], "full": {d: [] for d in discoveries}}
-                measure_raw(key, prefix, count)  # warm-up: JIT, broker consumers, caches
+                # Warm-up (JIT, broker consumers, caches); a fleet that just connected may need
+                # a few seconds before the bridges carry its subscriptions.
+                for attempt in range(5):
+                    try:
+                        measure_raw(key, prefix, count)
+                        break
+                    except RuntimeError as exc:
+                        log(f"N={count} warm-up #{attempt + 1}: {exc}; waiting")
+                        time.sleep(5)
                 for i in range(args.repeat):
                     r = measure_raw(key, prefix, count)
                     log(f"N={count} raw #{i + 1}: {r['ms']:.0f} ms ({r['replies']} replies)")
@@ -344,11 +369,12 @@ def main() -> int:
                 # Alternate the order of discovery settings per N to save a worker restart.
                 order = discoveries if current_discovery == discoveries[0] else discoveries[::-1]
                 for discovery in order:
-                    if discovery != current_discovery:
+                    # 0 stands for inventory discovery: no broadcast, so no timeout to set.
+                    if discovery and discovery != current_discovery:
                         restart_worker(sup, portal, discovery)
                         current_discovery = discovery
                     for i in range(args.repeat):
-                        r = measure_full(portal, prefix, count)
+                        r = measure_full(portal, prefix, count, inventory=discovery == 0)
                         log(
                             f"N={count} full (discovery {discovery:g} s) #{i + 1}: "
                             f"{r['ms']:.0f} ms, {r['replies']} replies, counts {r['counts']}, "
@@ -358,6 +384,9 @@ def main() -> int:
                         )
                         res["full"][discovery].append(r)
                 if args.profile_at == count:
+                    if current_discovery != discoveries[0]:
+                        restart_worker(sup, portal, discoveries[0])
+                        current_discovery = discoveries[0]
                     r = profile_full(sup, portal, prefix, count, f"{count}-d{current_discovery:g}")
                     log(f"N={count} profiled run: {r}")
                     res["profiled"] = r
@@ -377,7 +406,9 @@ def main() -> int:
 
 def report(results: dict[int, dict[str, Any]], discoveries: list[float], path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1, default=str))
+    Path(path).write_text(
+        json.dumps({str(k): v for k, v in results.items()}, indent=1, default=str)
+    )
     default = discoveries[0]
     header = f"{'N':>6} {'raw ms':>8}"
     for d in discoveries:

@@ -31,7 +31,7 @@ class OptionsError(ValueError):
 class ExecutionOptions:
     """Validated execution options; the defaults run on every matching node at once."""
 
-    discovery: str = "broadcast"
+    discovery: str = "inventory"
     batch_size: int = 0  # 0: every node at once
     batch_sleep: float = 0.0  # seconds between batches
     limit: str = ""  # "" (no limit), "25" nodes or "10%" of the discovered ones

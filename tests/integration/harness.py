@@ -121,6 +121,13 @@ class PortalStack:
         rows = self.query("SELECT identity FROM jobs_nodereply WHERE job_id = %s", job_id)
         return {row[0] for row in rows}
 
+    def wait_for_inventory(self, count: int, timeout: float = 30) -> None:
+        """Wait until ``count`` nodes have registered (jobs discover from the inventory)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.stored_nodes()) < count:
+            time.sleep(0.2)
+        assert len(self.stored_nodes()) >= count, "the nodes did not all register in time"
+
     def stored_nodes(self) -> dict[str, dict[str, Any]]:
         """The inventory as stored: identity -> facts."""
         rows = self.query("SELECT identity, facts FROM inventory_node")
@@ -171,6 +178,7 @@ def embedded_stack(tmp: Path, nodes: int) -> Iterator[PortalStack]:
             seed=7,
             trusted_key=portal_public_key(tmp),
         )
+        portal.wait_for_inventory(nodes)
         yield portal
 
 

@@ -79,6 +79,7 @@ def _activemq(tmp: Path) -> Iterator[PortalStack]:
                 passcode="node-secret",
                 trusted_key=portal_public_key(tmp),
             )
+            portal.wait_for_inventory(NODE_COUNT)
             yield portal
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
@@ -145,14 +146,8 @@ def test_every_node_reply_reaches_database_and_websocket(
     assert {reply["identity"] for reply in detail["replies"]} == set(streamed)
 
 
-def wait_for_inventory(portal: PortalStack, count: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(portal.stored_nodes()) < count:
-        time.sleep(0.2)
-
-
 def test_nodes_register_into_the_inventory(portal: PortalStack, inventory: dict) -> None:
-    wait_for_inventory(portal, NODE_COUNT)
+    portal.wait_for_inventory(NODE_COUNT)
     stored = portal.stored_nodes()
     assert set(stored) == set(inventory)
     assert all(stored[identity] == facts for identity, facts in inventory.items())
@@ -210,10 +205,21 @@ def test_limit_and_batches_reach_the_seeded_choice(portal: PortalStack, inventor
     assert result["no_response"] == []
 
 
+def test_broadcast_discovery_pings_the_nodes(portal: PortalStack, inventory: dict) -> None:
+    expected = expected_by_fact(inventory, "customer", "initech")
+    output = portal.manage(
+        "rpc", "rpcutil", "ping", "-F", "customer=initech", "--dm", "broadcast",
+        "--user", "noc", "--json",
+    )  # fmt: skip
+    result = json.loads(output)
+    assert result["discovered"] == len(expected)
+    assert {reply["identity"] for reply in result["replies"]} == expected
+
+
 def test_inventory_discovery_targets_the_registered_nodes(
     portal: PortalStack, inventory: dict
 ) -> None:
-    wait_for_inventory(portal, NODE_COUNT)
+    portal.wait_for_inventory(NODE_COUNT)
     expected = expected_by_fact(inventory, "customer", "globex")
     output = portal.manage(
         "rpc", "rpcutil", "ping", "-F", "customer=globex", "--dm", "inventory",

@@ -19,7 +19,7 @@ from portal.jobs.services import parse_filter_text, start_job, submit_job
 def test_defaults_run_everything_at_once() -> None:
     options = ExecutionOptions.parse({})
     assert options.as_dict() == {
-        "discovery": "broadcast",
+        "discovery": "inventory",
         "batch_size": 0,
         "batch_sleep": 0.0,
         "limit": "",
