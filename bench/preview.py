@@ -1,0 +1,251 @@
+"""Filter preview benchmark: portal.inventory.preview.preview() over a large PostgreSQL inventory.
+
+    .venv/bin/python bench/preview.py [--nodes 100000] [--runs 30] [--keep]
+
+Creates a throwaway PostgreSQL database, migrates it (``manage.py migrate`` with DATABASE_URL),
+COPYs ``--nodes`` inventory_node rows with the simulator's varied facts and classes (four
+datacenters), ANALYZEs, then times ``preview(filter)`` (a COUNT and the first 20 by identity)
+in this process for representative filters: median and p95 over ``--runs`` runs after one
+warm-up, and EXPLAIN ANALYZE of both queries of the slowest filter. Target: < 100 ms at
+100,000 nodes. The database is dropped at the end (unless --keep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+import psycopg  # noqa: E402
+
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+TARGET_MS = 100.0
+
+FILTERS = [
+    "customer=acme",
+    "customer=acme and environment=prod",
+    "/web/",
+    "processorcount>=8 and os=debian",
+    "os_release=~/^2[24]\\./",
+    "(customer=acme or customer=globex) and not environment=dev and apache",
+    "datacenter=a and role=db and not (os=rhel or memorysize_mb<4096)",
+    "identity:/^node0042/",
+]
+AGENTS = ["rpcutil", "service", "package", "puppet", "nrpe"]
+
+
+def load(url: str, count: int) -> float:
+    from agents.simulator import make_node_facts
+
+    rng = random.Random(42)
+    now = datetime.now(UTC)
+    t = time.monotonic()
+    with psycopg.connect(url) as db, db.cursor() as cur:
+        columns = (
+            "identity, collectives, facts, classes, agents, public_key, "
+            "first_seen, last_seen, registered_at"
+        )
+        with cur.copy(f"COPY inventory_node ({columns}) FROM STDIN") as copy:
+            for index in range(count):
+                dc = "abcd"[index % 4]
+                identity, facts, classes = make_node_facts(index, rng, dc, "node")
+                # Per-node variety beyond the simulator's: a free-text fact and a few extras.
+                facts["kernel"] = f"6.{rng.randint(1, 9)}.{rng.randint(0, 40)}"
+                facts["uptime_days"] = rng.randint(0, 900)
+                if rng.random() < 0.1:
+                    classes.append(f"team::{rng.choice(['alpha', 'beta', 'gamma'])}")
+                seen = now if rng.random() > 0.05 else datetime(2020, 1, 1, tzinfo=UTC)
+                copy.write_row(
+                    (
+                        identity,
+                        json.dumps(["mcollective", f"dc_{dc}"]),
+                        json.dumps(facts),
+                        json.dumps(classes),
+                        json.dumps(AGENTS),
+                        "",
+                        seen,
+                        seen,
+                        seen,
+                    )
+                )
+        db.commit()
+        db.execute("ANALYZE inventory_node")
+    return time.monotonic() - t
+
+
+def _where(text: str) -> str:
+    """The WHERE clause Django generates for a filter, parameters inlined (for ablations)."""
+    from django.db import connection
+
+    from portal.inventory.models import Node
+    from portal.jobs.services import parse_filter_text
+
+    qs = Node.objects.matching(parse_filter_text(text)).order_by().values("pk")
+    sql, params = qs.query.sql_with_params()
+    with connection.cursor() as cur:
+        full = cur.mogrify(sql, params)
+    full = full.decode() if isinstance(full, bytes) else full
+    return full.split(" WHERE ", 1)[1]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--keep", action="store_true", help="do not drop the database")
+    parser.add_argument(
+        "--jit-off", action="store_true", help="SET jit = off on the connection (an experiment)"
+    )
+    args = parser.parse_args()
+
+    database = f"switchboard_preview_{uuid.uuid4().hex[:10]}"
+    url = f"postgresql://postgres@127.0.0.1:5432/{database}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+    try:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "DATABASE_URL": url,
+            "SWITCHBOARD_PROFILE": os.environ.get("SWITCHBOARD_PROFILE", ""),
+        }
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput"],
+            cwd=BASE_DIR, env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        print(f"database {database}: migrated; loading {args.nodes} nodes", file=sys.stderr)
+        seconds = load(url, args.nodes)
+        print(f"loaded {args.nodes} rows in {seconds:.1f} s (COPY + ANALYZE)", file=sys.stderr)
+
+        os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
+        os.environ["DATABASE_URL"] = url
+        import django
+
+        django.setup()
+        from django.db import connection
+
+        from portal.inventory.models import Node
+        from portal.inventory.preview import preview
+        from portal.jobs.services import parse_filter_text
+
+        if args.jit_off:
+            with connection.cursor() as cur:
+                cur.execute("SET jit = off")
+        with connection.cursor() as cur:
+            cur.execute("SHOW jit")
+            jit = cur.fetchone()[0]
+            cur.execute("SHOW server_version")
+            print(f"PostgreSQL {cur.fetchone()[0]}, jit={jit}", file=sys.stderr)
+
+        results = []
+        for text in FILTERS:
+            flt = parse_filter_text(text)
+            out = preview(flt)  # warm-up (plan cache, buffers)
+            times = []
+            for _ in range(args.runs):
+                t = time.perf_counter()
+                out = preview(flt)
+                times.append((time.perf_counter() - t) * 1000)
+            results.append(
+                {
+                    "filter": text,
+                    "count": out["count"],
+                    "median_ms": statistics.median(times),
+                    "p95_ms": percentile(times, 95),
+                    "max_ms": max(times),
+                }
+            )
+
+        width = max(len(r["filter"]) for r in results)
+        print(f"preview() at {args.nodes} nodes, {args.runs} runs each (COUNT + first 20)")
+        print(f"{'filter':<{width}} {'matches':>8} {'median ms':>10} {'p95 ms':>8} {'target':>7}")
+        for r in results:
+            ok = "ok" if r["p95_ms"] < TARGET_MS else "MISSED"
+            print(
+                f"{r['filter']:<{width}} {r['count']:>8} {r['median_ms']:>10.1f} "
+                f"{r['p95_ms']:>8.1f} {ok:>7}"
+            )
+        slowest = max(results, key=lambda r: r["median_ms"])
+        flt = parse_filter_text(slowest["filter"])
+        matched = Node.objects.matching(flt)
+        print(f"\nEXPLAIN ANALYZE for the slowest filter: {slowest['filter']}")
+        for label, qs_sql in (
+            ("count", matched.order_by().values("pk").query.sql_with_params()),
+            ("first 20", matched.order_by("identity")[:20].query.sql_with_params()),
+        ):
+            sql, params = qs_sql
+            if label == "count":
+                sql = f"SELECT count(*) FROM ({sql}) AS sub"  # noqa: S608 - Django's own SQL
+            with connection.cursor() as cur:
+                cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+                plan = "\n".join(row[0] for row in cur.fetchall())
+            print(f"-- {label}: {sql % tuple(repr(p) for p in params)}\n{plan}\n")
+        # Ablations: what the same answers cost without parts of the generated SQL. Not the
+        # portal's code; they size the suggestions in docs/performance.md.
+        ablations = [
+            (
+                "customer=acme, generated SQL (count)",
+                f"SELECT count(*) FROM inventory_node WHERE {_where('customer=acme')}",  # noqa: S608
+            ),
+            (
+                "customer=acme, GIN containment only (count)",
+                'SELECT count(*) FROM inventory_node WHERE facts @> \'{"customer": "acme"}\' '
+                'OR facts @> \'{"customer": ["acme"]}\'',
+            ),
+            (
+                "processorcount>=8: switchboard_as_number (plpgsql)",
+                "SELECT count(*) FROM inventory_node "
+                "WHERE switchboard_as_number(facts->>'processorcount') >= 8",
+            ),
+            (
+                "processorcount>=8: plain ::float8 cast",
+                "SELECT count(*) FROM inventory_node WHERE (facts->>'processorcount')::float8 >= 8",
+            ),
+        ]
+        print("ablations (median of 10, ms; same connection settings as above):")
+        with connection.cursor() as cur:
+            for label, sql in ablations:
+                times = []
+                try:
+                    for _ in range(11):
+                        t = time.perf_counter()
+                        cur.execute(sql)
+                        n = cur.fetchone()[0]
+                        times.append((time.perf_counter() - t) * 1000)
+                except Exception as exc:
+                    print(f"  {label:<55} ERROR: {str(exc).splitlines()[0]}")
+                    continue
+                print(f"  {label:<55} {statistics.median(times[1:]):>8.1f}  ({n} rows)")
+        worst = max(r["p95_ms"] for r in results)
+        verdict = "met" if worst < TARGET_MS else "NOT met"
+        print(
+            f"target < {TARGET_MS:.0f} ms at {args.nodes} nodes: {verdict} "
+            f"(worst p95 {worst:.1f} ms)"
+        )
+        connection.close()
+    finally:
+        if not args.keep:
+            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
