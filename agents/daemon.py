@@ -38,6 +38,7 @@ from agents.protocol import (
     Reply,
     Request,
     Status,
+    SubscriptionConfirmer,
     broadcast_topic,
     directed_queue,
     encode,
@@ -72,9 +73,6 @@ class _Listener(stomp.ConnectionListener):
 
     def on_message(self, frame: Any) -> None:
         self.daemon.submit(dict(frame.headers), frame.body)
-
-    def on_receipt(self, frame: Any) -> None:
-        self.daemon.receipt_arrived(frame.headers.get("receipt-id", ""))
 
     def on_error(self, frame: Any) -> None:
         log.warning("%s: broker error: %s", self.daemon.identity, frame.headers.get("message"))
@@ -129,7 +127,7 @@ class NodeDaemon:
         self._seen: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix=f"node-{self.identity}")
         self._stopping = threading.Event()
-        self._receipts: dict[str, threading.Event] = {}
+        self._confirmer = SubscriptionConfirmer()
         self._reconnecting = threading.Lock()
         self._conn: stomp.Connection | None = None
         self._register_thread: threading.Thread | None = None
@@ -149,6 +147,7 @@ class NodeDaemon:
             timeout=self.config.connect_timeout,
         )
         self._conn.set_listener("node", _Listener(self))
+        self._conn.set_listener("confirm", self._confirmer)
         self._connect_and_subscribe()
         self._serving = True
         self.publish_registration()
@@ -214,30 +213,10 @@ class NodeDaemon:
                     ack="auto",
                     headers={"selector": f"{HEADER_IDENTITY} = '{self.identity}'"},
                 )
-        # A receipt on a last no-op frame proves the broker processed every SUBSCRIBE
-        # before it, so callers may publish as soon as start() returns.
-        self._await_receipt(conn, destinations[-1] if destinations else "")
-
-    def _await_receipt(self, conn: stomp.Connection, destination: str) -> None:
-        receipt = f"subscribed-{self.identity}-{time.monotonic_ns()}"
-        event = threading.Event()
-        self._receipts[receipt] = event
-        try:
-            conn.send_frame("BEGIN", {"transaction": receipt, "receipt": receipt})
-            conn.send_frame("ABORT", {"transaction": receipt})
-            if not event.wait(self.config.connect_timeout):
-                raise BrokerUnavailable(
-                    f"{self.identity}: broker {format_brokers(self.config.brokers)} did not "
-                    f"confirm the subscriptions within {self.config.connect_timeout:g} s"
-                )
-        finally:
-            self._receipts.pop(receipt, None)
-
-    def receipt_arrived(self, receipt_id: str) -> None:
-        """Called by the listener for each RECEIPT frame."""
-        event = self._receipts.get(receipt_id)
-        if event is not None:
-            event.set()
+        # Confirmed subscriptions: callers may publish as soon as start() returns.
+        self._confirmer.confirm(
+            conn, self.config.connect_timeout, f"{self.identity}'s subscriptions"
+        )
 
     def connection_lost(self) -> None:
         """Called by the listener when the connection drops: reconnect in the background."""

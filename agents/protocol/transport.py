@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from typing import Any
 
 import stomp
@@ -197,3 +198,33 @@ def connect(
         conn.set_listener(name, listener)
     start_connection(conn, pool, login, passcode, client_id=client_id, timeout=timeout)
     return conn
+
+
+class SubscriptionConfirmer(stomp.ConnectionListener):
+    """Proves that a broker has processed every frame sent before (SUBSCRIBEs above all).
+
+    STOMP gives SUBSCRIBE no answer; a RECEIPT for a no-op transaction sent after it comes only
+    once the broker has handled everything before it. Attach this listener to the connection,
+    then call ``confirm`` after subscribing.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, threading.Event] = {}
+
+    def on_receipt(self, frame: Any) -> None:
+        event = self._waiting.get(frame.headers.get("receipt-id", ""))
+        if event is not None:
+            event.set()
+
+    def confirm(self, conn: stomp.Connection, timeout: float, what: str) -> None:
+        """Return once the broker confirmed, or raise BrokerUnavailable naming ``what``."""
+        receipt = f"confirm-{id(self)}-{time.monotonic_ns()}"
+        event = threading.Event()
+        self._waiting[receipt] = event
+        try:
+            conn.send_frame("BEGIN", {"transaction": receipt, "receipt": receipt})
+            conn.send_frame("ABORT", {"transaction": receipt})
+            if not event.wait(timeout):
+                raise BrokerUnavailable(f"the broker did not confirm {what} within {timeout:g} s")
+        finally:
+            self._waiting.pop(receipt, None)

@@ -16,18 +16,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import stomp
-from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, close_old_connections
 
 from agents.protocol import (
     BrokerUnavailable,
     ProtocolError,
     Registration,
+    SubscriptionConfirmer,
     connect,
     decode_registration,
     parse_brokers,
     registration_topic,
 )
+from portal.broker.gateway import BrokerSettings
 from portal.inventory.services import record_registrations
 
 logger = logging.getLogger(__name__)
@@ -37,27 +38,6 @@ FLUSH_INTERVAL = 1.0
 FLUSH_MESSAGES = 500
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
-
-
-@dataclass(frozen=True)
-class ConsumerSettings:
-    """Where the consumer listens: brokers, credentials, collective."""
-
-    brokers: str
-    login: str
-    passcode: str
-    collective: str
-    connect_timeout: float = 5.0
-
-    @classmethod
-    def from_django(cls) -> ConsumerSettings:
-        return cls(
-            brokers=settings.STOMP_BROKERS,
-            login=settings.STOMP_LOGIN,
-            passcode=settings.STOMP_PASSCODE,
-            collective=settings.SWITCHBOARD_COLLECTIVE,
-            connect_timeout=settings.SWITCHBOARD_CONNECT_TIMEOUT,
-        )
 
 
 @dataclass
@@ -88,9 +68,6 @@ class _RegistrationListener(stomp.ConnectionListener):
         self.consumer.stats.received += 1
         self.consumer.inbox.put(registration)
 
-    def on_receipt(self, frame: Any) -> None:
-        self.consumer.receipt_arrived(frame.headers.get("receipt-id", ""))
-
     def on_error(self, frame: Any) -> None:
         logger.error("broker sent an ERROR frame: %s", frame.headers.get("message") or frame.body)
 
@@ -110,7 +87,7 @@ class RegistrationConsumer:
 
     def __init__(
         self,
-        config: ConsumerSettings,
+        config: BrokerSettings,
         *,
         on_ready: Callable[[], None] | None = None,
         flush_interval: float = FLUSH_INTERVAL,
@@ -126,7 +103,7 @@ class RegistrationConsumer:
         self._stopping = threading.Event()
         self._pending: dict[str, Registration] = {}
         self._pending_messages = 0
-        self._receipts: dict[str, threading.Event] = {}
+        self._confirmer = SubscriptionConfirmer()
         self._connection: stomp.Connection | None = None
 
     def stop(self) -> None:
@@ -137,11 +114,6 @@ class RegistrationConsumer:
     def wake(self) -> None:
         """Interrupt the wait for the next message (the connection dropped, or stop)."""
         self.inbox.put(None)
-
-    def receipt_arrived(self, receipt_id: str) -> None:
-        event = self._receipts.get(receipt_id)
-        if event is not None:
-            event.set()
 
     def run(self) -> None:
         """Consume until ``stop()``; returns after the last flush."""
@@ -176,26 +148,16 @@ class RegistrationConsumer:
             self.config.login or None,
             self.config.passcode or None,
             timeout=self.config.connect_timeout,
-            listeners={"registrations": _RegistrationListener(self)},
+            listeners={
+                "registrations": _RegistrationListener(self),
+                "confirm": self._confirmer,
+            },
         )
         self._connection = conn
         conn.subscribe(
             destination=registration_topic(self.config.collective), id="registrations", ack="auto"
         )
-        # A receipt on a no-op transaction proves the broker processed the SUBSCRIBE.
-        receipt = f"registrations-{time.monotonic_ns()}"
-        event = threading.Event()
-        self._receipts[receipt] = event
-        try:
-            conn.send_frame("BEGIN", {"transaction": receipt, "receipt": receipt})
-            conn.send_frame("ABORT", {"transaction": receipt})
-            if not event.wait(self.config.connect_timeout):
-                raise BrokerUnavailable(
-                    f"broker {self.config.brokers} did not confirm the registration subscription "
-                    f"within {self.config.connect_timeout:g} s"
-                )
-        finally:
-            self._receipts.pop(receipt, None)
+        self._confirmer.confirm(conn, self.config.connect_timeout, "the registration subscription")
         self.stats.connects += 1
         logger.info("subscribed to %s", registration_topic(self.config.collective))
 

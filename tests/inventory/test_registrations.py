@@ -17,8 +17,9 @@ from django.db import connection
 from agents.embedded_broker import EmbeddedBroker
 from agents.protocol import connect, registration_topic
 from agents.simulator import Simulator
+from portal.broker.gateway import BrokerSettings
 from portal.inventory.models import Node
-from portal.inventory.registrations import READY_LINE, ConsumerSettings, RegistrationConsumer
+from portal.inventory.registrations import READY_LINE, RegistrationConsumer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +44,7 @@ class RunningConsumer:
 
     def __init__(self, address: str) -> None:
         self.consumer = RegistrationConsumer(
-            ConsumerSettings(address, "", "", "mcollective", connect_timeout=2.0),
+            BrokerSettings(address, "", "", "mcollective", connect_timeout=2.0),
             flush_interval=0.2,
         )
         self.thread = threading.Thread(target=self._run, daemon=True)

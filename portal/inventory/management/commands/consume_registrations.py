@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from portal.inventory.registrations import READY_LINE, ConsumerSettings, RegistrationConsumer
+from portal.broker.gateway import BrokerSettings
+from portal.inventory.registrations import READY_LINE, RegistrationConsumer
 
 
 class Command(BaseCommand):
@@ -21,7 +22,7 @@ class Command(BaseCommand):
             self.stdout.write(READY_LINE)
             self.stdout.flush()
 
-        consumer = RegistrationConsumer(ConsumerSettings.from_django(), on_ready=ready)
+        consumer = RegistrationConsumer(BrokerSettings.from_django(), on_ready=ready)
         signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
         signal.signal(signal.SIGINT, lambda *_: consumer.stop())
         consumer.run()
