@@ -2,12 +2,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from portal.inventory.urls import api_urlpatterns as inventory_api_urlpatterns
 from portal.jobs.urls import api_urlpatterns
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("api/", include((api_urlpatterns, "api"))),
+    path("api/", include((api_urlpatterns + inventory_api_urlpatterns, "api"))),
+    path("inventory/", include("portal.inventory.urls")),
     path("", include("portal.jobs.urls")),
 ]

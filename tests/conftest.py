@@ -1,11 +1,14 @@
-"""Shared test plumbing: how a test that needs an outside service skips, or fails in CI."""
+"""Shared test plumbing: skipping (or, in CI, failing) for a missing service; portal users."""
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from unittest import mock
 
 import pytest
+from django.contrib.auth.models import Group, User
 
 REQUIRE_SERVICES = os.environ.get("SWITCHBOARD_REQUIRE_SERVICES", "") not in ("", "0")
 
@@ -30,3 +33,23 @@ def require_service(name: str, available: bool, how: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{message} (SWITCHBOARD_REQUIRE_SERVICES=1 turns this skip into a failure)")
     pytest.skip(message)
+
+
+@pytest.fixture
+def operator(db: None) -> User:
+    """A NOC operator (group ``operator``)."""
+    user = User.objects.create_user("noc", password="pw-noc-123")
+    user.groups.add(Group.objects.get_or_create(name="operator")[0])
+    return user
+
+
+@pytest.fixture
+def other_operator(db: None) -> User:
+    return User.objects.create_user("noc2", password="pw-noc2-123")
+
+
+@pytest.fixture
+def queued_tasks() -> Iterator[mock.MagicMock]:
+    """Records what would be sent to Celery (the queue itself is covered by integration tests)."""
+    with mock.patch("portal.jobs.services.celery_app.send_task") as send_task:
+        yield send_task

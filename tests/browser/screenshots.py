@@ -75,6 +75,7 @@ def take(out_dir: Path) -> list[Path]:
             page.locator("#agent-action").select_option(label="echo echo")
             page.locator('[name="input:echo.echo:message"]').fill("hello from the NOC")
             expect(page.locator('fieldset[data-action="echo.echo"]')).to_be_visible()
+            expect(page.locator("#filter-preview")).to_contain_text("matching")
             written.append(_shot(page, out_dir / f"job-form-{scheme}.png"))
 
             # A finished job with its replies: run it once, from the form, then reopen it.
@@ -93,6 +94,14 @@ def take(out_dir: Path) -> list[Path]:
             page.locator("header nav").get_by_role("link", name="Jobs").click()
             expect(page.locator("table.grid tbody tr")).to_have_count(4)
             written.append(_shot(page, out_dir / f"job-list-{scheme}.png"))
+
+            # The inventory: a filtered node list with chosen columns, then one node.
+            page.goto("/inventory/?q=role%3Dweb&columns=datacenter,customer,os,environment")
+            expect(page.locator("table.grid tbody tr").first).to_be_visible()
+            written.append(_shot(page, out_dir / f"inventory-{scheme}.png"))
+            page.locator("table.grid tbody tr a").first.click()
+            expect(page.locator("h1")).to_be_visible()
+            written.append(_shot(page, out_dir / f"node-{scheme}.png"))
             context.close()
     return written
 
