@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 
 from django.contrib.auth.models import Group, User
+from django.core.management.base import CommandError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -53,3 +54,11 @@ def issue_token(username: str) -> str:
     user = User.objects.get(username=username)
     token, _ = Token.objects.get_or_create(user=user)
     return token.key
+
+
+def operator_for_command(username: str) -> User:
+    """The operator a management command acts as; a ``CommandError`` naming them if unknown."""
+    try:
+        return User.objects.get(username=username)
+    except User.DoesNotExist as exc:
+        raise CommandError(f"no operator named {username!r}") from exc

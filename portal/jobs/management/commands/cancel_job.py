@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from portal.accounts.services import operator_for_command
 from portal.jobs.models import Job
 from portal.jobs.services import cancel_job
 
@@ -19,11 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--user", default="admin", help="the operator asking")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        user_model = get_user_model()
-        try:
-            user = user_model.objects.get(username=options["user"])
-        except user_model.DoesNotExist as exc:
-            raise CommandError(f"no operator named {options['user']!r}") from exc
+        user = operator_for_command(options["user"])
         job = Job.objects.visible_to(user).filter(pk=options["job_id"]).first()
         if job is None:
             raise CommandError(f"no job {options['job_id']} visible to {user}")

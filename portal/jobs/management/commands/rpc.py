@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from portal.accounts.services import operator_for_command
 from portal.jobs import runner
 from portal.jobs.models import Job, NodeReply
 from portal.jobs.services import JobRequestError, build_filter, job_snapshot, submit_job
@@ -59,11 +59,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        user_model = get_user_model()
-        try:
-            user = user_model.objects.get(username=options["user"])
-        except user_model.DoesNotExist as exc:
-            raise CommandError(f"no operator named {options['user']!r}") from exc
+        user = operator_for_command(options["user"])
         filter_words = [
             *options["facts"],
             *(f"class:{c}" for c in options["classes"]),
