@@ -152,6 +152,8 @@ SWITCHBOARD_DISCOVERY_METHOD = env_str("SWITCHBOARD_DISCOVERY_METHOD", "inventor
 SWITCHBOARD_REQUEST_TTL = int(env_float("SWITCHBOARD_REQUEST_TTL", 60))
 # A node that has not registered for this long is shown as stale (3 x the register interval).
 SWITCHBOARD_NODE_STALE_AFTER = int(env_float("SWITCHBOARD_NODE_STALE_AFTER", 900))
+# Above this many nodes the web form asks the operator to type the node count to go on.
+SWITCHBOARD_CONFIRM_ABOVE = int(env_float("SWITCHBOARD_CONFIRM_ABOVE", 25))
 # A running job whose runner has not shown life for this long is marked interrupted.
 SWITCHBOARD_JOB_STALE_AFTER = env_float("SWITCHBOARD_JOB_STALE_AFTER", 30.0)
 # How often collected replies are written and pushed to browsers, in seconds.

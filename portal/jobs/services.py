@@ -10,7 +10,9 @@ import functools
 import logging
 import os
 import socket
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +26,8 @@ from agents.ddl import ActionDDL, AgentDDL, InputValidationError, UnknownAction,
 from agents.filters import Filter, FilterSyntaxError, parse_fact_term
 from agents.protocol import Reply
 from portal.celery import app as celery_app
+from portal.inventory.models import Node
+from portal.inventory.pg_regex import UnsupportedFilter
 from portal.jobs.models import Job, NodeReply
 from portal.jobs.options import ExecutionOptions, OptionsError
 
@@ -105,6 +109,47 @@ def validate_inputs(action_ddl: ActionDDL, inputs: dict[str, Any]) -> dict[str, 
         raise JobRequestError({f"inputs.{name}": msg for name, msg in exc.errors.items()}) from exc
 
 
+@dataclass(frozen=True)
+class TargetEstimate:
+    """Who a job would reach, per the inventory, for the operator to confirm before sending."""
+
+    count: int
+    datacenters: dict[str, int]
+
+
+def check_job_request(
+    agent: str,
+    action: str,
+    inputs: dict[str, Any],
+    options: Mapping[str, Any] | ExecutionOptions | None,
+) -> tuple[dict[str, Any], ExecutionOptions]:
+    """The cleaned inputs and options of a request, storing nothing; raises JobRequestError."""
+    cleaned = validate_inputs(resolve_action(agent, action), inputs)
+    if isinstance(options, ExecutionOptions):
+        return cleaned, options
+    try:
+        return cleaned, ExecutionOptions.parse(options)
+    except OptionsError as exc:
+        raise JobRequestError(exc.errors) from exc
+
+
+def estimate_targets(job_filter: Filter, options: ExecutionOptions) -> TargetEstimate:
+    """How many fresh inventory nodes the filter (and the limit) would reach, by datacenter.
+
+    One query. A broadcast discovery may find a few more or fewer: the inventory is what the
+    nodes last registered.
+    """
+    try:
+        rows = dict(
+            Node.objects.matching(job_filter).fresh().values_list("identity", "facts__datacenter")
+        )
+    except UnsupportedFilter as exc:
+        raise JobRequestError({"filter": str(exc)}) from exc
+    chosen = options.choose(list(rows))
+    datacenters = Counter(str(rows[identity] or "unknown") for identity in chosen)
+    return TargetEstimate(len(chosen), dict(sorted(datacenters.items())))
+
+
 def submit_job(
     *,
     user: AbstractBaseUser,
@@ -122,13 +167,7 @@ def submit_job(
     Nothing is stored or queued when validation fails (``JobRequestError``). ``dispatch=False``
     leaves the job queued for the caller to run itself (the ``rpc`` command does).
     """
-    action_ddl = resolve_action(agent, action)
-    cleaned = validate_inputs(action_ddl, inputs)
-    if not isinstance(options, ExecutionOptions):
-        try:
-            options = ExecutionOptions.parse(options)
-        except OptionsError as exc:
-            raise JobRequestError(exc.errors) from exc
+    cleaned, options = check_job_request(agent, action, inputs, options)
     with transaction.atomic():
         job = Job.objects.create(
             created_by=user,

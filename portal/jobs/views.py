@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -13,8 +16,11 @@ from portal.jobs.models import Job
 from portal.jobs.options import DISCOVERY_METHODS
 from portal.jobs.services import (
     JobRequestError,
+    TargetEstimate,
     available_agents,
     cancel_job,
+    check_job_request,
+    estimate_targets,
     failed_nodes,
     job_counts,
     parse_filter_text,
@@ -38,19 +44,25 @@ def job_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         data = JobFormData.from_post(request.POST)
         try:
+            job_filter = parse_filter_text(data.filter_text)
+            cleaned, options = check_job_request(data.agent, data.action, data.inputs, data.options)
+            estimate = estimate_targets(job_filter, options)
+        except JobRequestError as exc:
+            errors = exc.errors
+        else:
+            confirmation = confirm_step(request, data, cleaned, estimate)
+            if confirmation is not None:
+                return confirmation
             job = submit_job(
                 user=request.user,
                 agent=data.agent,
                 action=data.action,
                 inputs=data.inputs,
-                filter=parse_filter_text(data.filter_text),
+                filter=job_filter,
                 filter_text=data.filter_text,
                 source=Job.Source.WEB,
-                options=data.options,
+                options=options,
             )
-        except JobRequestError as exc:
-            errors = exc.errors
-        else:
             return redirect("jobs:detail", job_id=job.pk)
     context = {
         "agents": available_agents(),
@@ -60,6 +72,38 @@ def job_new(request: HttpRequest) -> HttpResponse:
         "general_errors": {k: v for k, v in errors.items() if not k.startswith("inputs.")},
     }
     return render(request, "jobs/job_form.html", context, status=400 if errors else 200)
+
+
+def confirm_step(
+    request: HttpRequest, data: JobFormData, inputs: dict[str, Any], estimate: TargetEstimate
+) -> HttpResponse | None:
+    """The confirmation page, unless the operator has just confirmed (``None`` then).
+
+    Shows how many nodes, in which datacenters, before anything is sent; above
+    ``SWITCHBOARD_CONFIRM_ABOVE`` nodes the operator must type the count.
+    """
+    must_type = estimate.count > settings.SWITCHBOARD_CONFIRM_ABOVE
+    typed = request.POST.get("typed_count", "").strip()
+    error = ""
+    if request.POST.get("confirmed"):
+        if not must_type or typed == str(estimate.count):
+            return None
+        error = f"type {estimate.count} to run on {estimate.count} nodes"
+    resend = [
+        (key, value)
+        for key, values in request.POST.lists()
+        if key not in {"csrfmiddlewaretoken", "confirmed", "typed_count"}
+        for value in values
+    ]
+    context = {
+        "data": data,
+        "inputs": inputs,
+        "estimate": estimate,
+        "must_type": must_type,
+        "error": error,
+        "resend": resend,
+    }
+    return render(request, "jobs/job_confirm.html", context, status=400 if error else 200)
 
 
 def prefill(request: HttpRequest) -> JobFormData:

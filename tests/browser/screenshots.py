@@ -82,8 +82,9 @@ def take(out_dir: Path) -> list[Path]:
             if not job_path:
                 page.locator("#filter").fill("customer=acme")
                 page.locator("#agent-action").select_option(label="rpcutil ping")
+                page.get_by_role("button", name="Run", exact=True).click()
                 with page.expect_navigation(url=JOB_URL):
-                    page.get_by_role("button", name="Run").click()
+                    page.get_by_role("button", name=re.compile(r"^Run on ")).click()
                 job_path = JOB_URL.search(page.url).group(0)  # type: ignore[union-attr]
             else:
                 page.goto(job_path)

@@ -47,8 +47,12 @@ def _open_job_form(page: Page) -> None:
 
 
 def _submit_expecting_job(page: Page) -> int:
+    """Run from the form, through the confirmation page, to the new job's page."""
+    page.get_by_role("button", name="Run", exact=True).click()
+    confirm = page.get_by_role("button", name=re.compile(r"^Run on \d+ nodes?$"))
+    expect(confirm).to_be_visible()
     with page.expect_navigation(url=JOB_URL):
-        page.get_by_role("button", name="Run").click()
+        confirm.click()
     match = JOB_URL.search(page.url)
     assert match, page.url
     return int(match.group(1))

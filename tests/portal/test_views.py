@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
+from portal.inventory.models import Node
 from portal.jobs.models import Job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -32,9 +34,50 @@ def test_form_lists_actions_from_the_ddls(browser) -> None:
     )  # rpcutil get_fact's input, generated from its DDL
 
 
+def register(count: int, **facts: str) -> None:
+    """``count`` fresh inventory nodes, alternating between datacenters a and b."""
+    now = timezone.now()
+    Node.objects.bulk_create(
+        Node(
+            identity=f"n{i:03d}.example",
+            facts={"datacenter": "ab"[i % 2], **facts},
+            first_seen=now,
+            last_seen=now,
+            registered_at=now,
+        )
+        for i in range(count)
+    )
+
+
+def test_the_form_asks_for_confirmation_with_the_count_by_datacenter(browser, queued_tasks) -> None:
+    register(5, customer="acme")
+    post = {"agent_action": "rpcutil.ping", "filter": "customer=acme"}
+    page = browser.post("/jobs/new/", post)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "on 5 nodes?" in html
+    assert "datacenter a: 3" in html and "datacenter b: 2" in html
+    assert 'name="confirmed" value="1"' in html and "typed_count" not in html
+    assert Job.objects.count() == 0
+    queued_tasks.assert_not_called()
+
+
+def test_above_the_threshold_the_count_must_be_typed(browser, queued_tasks, settings) -> None:
+    settings.SWITCHBOARD_CONFIRM_ABOVE = 3
+    register(5, customer="acme")
+    post = {"agent_action": "rpcutil.ping", "filter": "customer=acme", "confirmed": "1"}
+    page = browser.post("/jobs/new/", post)
+    assert page.status_code == 400
+    assert "type 5 to run on 5 nodes" in page.content.decode()
+    assert Job.objects.count() == 0
+    response = browser.post("/jobs/new/", {**post, "typed_count": "5"})
+    assert response.status_code == 302
+    assert Job.objects.count() == 1
+
+
 def test_submit_redirects_to_the_live_job_page(browser, queued_tasks) -> None:
     response = browser.post(
-        "/jobs/new/", {"agent_action": "rpcutil.ping", "filter": "customer=acme"}
+        "/jobs/new/", {"agent_action": "rpcutil.ping", "filter": "customer=acme", "confirmed": "1"}
     )
     job = Job.objects.get()
     assert response.status_code == 302
@@ -74,6 +117,7 @@ def test_only_the_chosen_actions_inputs_are_read(browser, queued_tasks) -> None:
             "agent_action": "rpcutil.get_fact",
             "input:rpcutil.get_fact:fact": "os",
             "input:echo.echo:message": "not mine",
+            "confirmed": "1",
         },
     )
     assert response.status_code == 302
@@ -82,7 +126,8 @@ def test_only_the_chosen_actions_inputs_are_read(browser, queued_tasks) -> None:
 
 def test_run_again_on_silent_nodes_prefills_the_form(browser, operator, queued_tasks) -> None:
     browser.post(
-        "/jobs/new/", {"agent_action": "rpcutil.get_fact", "input:rpcutil.get_fact:fact": "os"}
+        "/jobs/new/",
+        {"agent_action": "rpcutil.get_fact", "input:rpcutil.get_fact:fact": "os", "confirmed": "1"},
     )
     job = Job.objects.get()
     job.status, job.no_response = Job.Status.COMPLETED, ["n1.example", "n2.example"]
@@ -94,7 +139,7 @@ def test_run_again_on_silent_nodes_prefills_the_form(browser, operator, queued_t
 
 
 def test_cancel_from_the_page(browser, queued_tasks) -> None:
-    browser.post("/jobs/new/", {"agent_action": "rpcutil.ping"})
+    browser.post("/jobs/new/", {"agent_action": "rpcutil.ping", "confirmed": "1"})
     job = Job.objects.get()
     response = browser.post(f"/jobs/{job.pk}/cancel/")
     assert response.status_code == 302
