@@ -114,6 +114,10 @@ def test_ping_by_fact_streams_replies_live(
     page.locator("#filter").fill("customer=acme")
     page.locator("#agent-action").select_option(label="rpcutil ping")
     expect(page.locator('fieldset[data-action="rpcutil.ping"]')).to_be_visible()
+    # Broadcast discovery (from the form's options) pings first and takes its timeout, so the
+    # page is connected before the replies come: they must then arrive as live frames.
+    page.get_by_text("Options: discovery, batches, limit").click()
+    page.locator("#option-discovery").select_option("broadcast")
     frames = _record_websocket_frames(page)
     job_id = _submit_expecting_job(page)
 
@@ -134,6 +138,7 @@ def test_ping_by_fact_streams_replies_live(
     detail = portal.api("GET", f"/api/jobs/{job_id}/").json()
     assert detail["status"] == "completed"
     assert detail["filter"] == "customer=acme"
+    assert detail["discovery_method"] == "broadcast"
     assert detail["counts"]["expected"] == len(acme)
     assert {reply["identity"] for reply in detail["replies"]} == acme
     assert page.console_errors == []  # type: ignore[attr-defined]

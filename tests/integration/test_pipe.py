@@ -107,7 +107,13 @@ def portal(
 def inventory(portal: PortalStack) -> dict[str, dict[str, object]]:
     """Every node's facts, from an `rpcutil inventory` job run through the whole pipe."""
     portal.login("noc")
-    response = portal.api("POST", "/api/jobs/", json={"agent": "rpcutil", "action": "inventory"})
+    # Broadcast discovery waits its timeout first, so the WebSocket below is connected before
+    # any reply: replies must then reach it as live frames, not only in the snapshot.
+    response = portal.api(
+        "POST",
+        "/api/jobs/",
+        json={"agent": "rpcutil", "action": "inventory", "options": {"discovery": "broadcast"}},
+    )
     assert response.status_code == 201, response.text
     job_id = response.json()["id"]
     messages = portal.watch_job(job_id)
