@@ -122,7 +122,6 @@ class _ReplyListener(stomp.ConnectionListener):
     def __init__(self, inbox: queue.Queue[ReceivedReply], stats: GatewayStats) -> None:
         self.inbox = inbox
         self.stats = stats
-        self.errors: list[str] = []
 
     def on_message(self, frame: Any) -> None:
         try:
@@ -135,7 +134,6 @@ class _ReplyListener(stomp.ConnectionListener):
 
     def on_error(self, frame: Any) -> None:
         message = frame.headers.get("message", "") or frame.body
-        self.errors.append(message)
         logger.error("broker sent an ERROR frame: %s", message)
 
 

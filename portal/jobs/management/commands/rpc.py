@@ -16,7 +16,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from portal.accounts.services import operator_for_command
 from portal.jobs import runner
 from portal.jobs.models import Job, NodeReply
-from portal.jobs.services import JobRequestError, build_filter, job_snapshot, submit_job
+from portal.jobs.services import (
+    JobRequestError,
+    build_filter,
+    job_counts,
+    job_snapshot,
+    submit_job,
+)
 from portal.jobs.summaries import summarize
 
 
@@ -118,8 +124,7 @@ class Command(BaseCommand):
             self.stdout.write(f"{reply.identity:<32} {status:<10} {data}")
 
     def _print_summary(self, job: Job) -> None:
-        snapshot = job_snapshot(job)
-        counts = snapshot["counts"]
+        counts = job_counts(job)
         self.stdout.write("")
         self.stdout.write(f"Job {job.pk} {job.status}: {job.agent} {job.action}")
         self.stdout.write(
