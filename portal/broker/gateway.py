@@ -115,6 +115,11 @@ class GatewayStats:
     malformed: int = 0
     foreign: int = 0
 
+    @property
+    def dropped(self) -> int:
+        """Every reply the gateway dropped before a collector saw it."""
+        return self.malformed + self.foreign
+
 
 class _ReplyListener(stomp.ConnectionListener):
     """Decodes frames on stomp.py's receiver thread and hands replies to the collector."""
@@ -245,7 +250,16 @@ class BrokerGateway:
                 yield None
                 continue
             if received.reply.requestid != request.requestid:
+                # A late answer to an earlier request of this gateway (a batch past its
+                # timeout, a discovery ping) or a reply sent to the wrong queue: never the
+                # answer to this request, so never stored as one.
                 self.stats.foreign += 1
+                logger.warning(
+                    "dropped a reply from %s to request %s while collecting request %s",
+                    received.reply.senderid,
+                    received.reply.requestid,
+                    request.requestid,
+                )
                 continue
             yield received
 

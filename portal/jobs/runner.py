@@ -182,6 +182,7 @@ class _Collector:
         self.pending: list[Reply] = []
         self.verified: set[str] = set()
         self.dropped = 0
+        self.gateway_dropped = 0
         self.cancelled = False
         self.next_flush = time.monotonic() + settings.SWITCHBOARD_FLUSH_INTERVAL
         self.next_cancel_check = time.monotonic() + CANCEL_CHECK_INTERVAL
@@ -192,6 +193,15 @@ class _Collector:
 
         Returns False if the job was cancelled meanwhile.
         """
+        try:
+            return self._collect(gateway, request, expected)
+        finally:
+            # Replies the gateway dropped (malformed, or for another request) count as this
+            # job's dropped replies: the job page says how many answers were not kept.
+            self.dropped += gateway.stats.dropped - self.gateway_dropped
+            self.gateway_dropped = gateway.stats.dropped
+
+    def _collect(self, gateway: BrokerGateway, request: Request, expected: set[str]) -> bool:
         for received in gateway.replies(request, time.monotonic() + self.job.timeout):
             if received is not None:
                 self.accept(received)

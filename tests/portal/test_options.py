@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
-from agents.protocol import Reply, Request
+from agents.protocol import Reply, Request, encode
 from agents.protocol.security import SigningKey, open_reply, seal_reply
 from portal.accounts.services import issue_token
-from portal.broker.gateway import ReceivedReply
+from portal.broker.gateway import BrokerGateway, BrokerSettings, ReceivedReply
 from portal.jobs.models import Job
 from portal.jobs.options import ExecutionOptions, OptionsError
 from portal.jobs.runner import _Collector
@@ -123,3 +125,38 @@ def test_replies_are_checked_against_registered_keys(operator, queued_tasks) -> 
     stored = dict(job.replies.values_list("identity", "verified"))
     assert stored == {"signed": True, "unknown": False}
     assert job.dropped_count == 4
+
+
+class _UnconnectedGateway(BrokerGateway):
+    """The real gateway, fed frames through its own listener instead of a broker connection."""
+
+    connected = True
+
+    def receive(self, reply: Reply) -> None:
+        self._listener.on_message(SimpleNamespace(body=encode(reply)))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replies_to_other_requests_are_dropped_and_counted(operator, queued_tasks, caplog) -> None:
+    job = submit_job(
+        user=operator, agent="rpcutil", action="ping", inputs={},
+        filter=parse_filter_text(""), filter_text="", source="api",
+    )  # fmt: skip
+    job = start_job(job.pk)
+    gateway = _UnconnectedGateway(BrokerSettings.from_django())
+    request = gateway.new_request(
+        agent="rpcutil", action="ping", data={}, filter={}, callerid="u", ttl=60
+    )
+    earlier = gateway.new_request(
+        agent="rpcutil", action="ping", data={}, filter={}, callerid="u", ttl=60
+    )
+    gateway.receive(Reply.for_request(earlier, senderid="b", statuscode=0, statusmsg="OK"))
+    gateway._listener.on_message(SimpleNamespace(body="{not json"))
+    gateway.receive(Reply.for_request(request, senderid="a", statuscode=0, statusmsg="OK"))
+    collector = _Collector(job, lambda rows: None, {}, {"a", "b"})
+    collector.collect(gateway, request, {"a"})
+    collector.flush()
+    job.refresh_from_db()
+    assert list(job.replies.values_list("identity", flat=True)) == ["a"]
+    assert job.dropped_count == 2  # the earlier request's reply and the malformed frame
+    assert f"dropped a reply from b to request {earlier.requestid}" in caplog.text
