@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connections, models
@@ -10,6 +12,7 @@ from django.utils import timezone
 
 from agents.filters import Filter
 from portal.inventory.filtering import filter_q
+from portal.inventory.search import SEARCH_FIELDS
 
 # Three missed registrations at the nodes' default 300 s interval.
 DEFAULT_STALE_AFTER = 900
@@ -23,7 +26,48 @@ def stale_after() -> timedelta:
     return timedelta(seconds=getattr(settings, "SWITCHBOARD_NODE_STALE_AFTER", DEFAULT_STALE_AFTER))
 
 
+def with_search_fields(fields: Sequence[str]) -> list[str]:
+    """``fields`` plus the search columns when ``facts`` is among them (they follow it)."""
+    fields = list(fields)
+    if "facts" in fields:
+        fields += [name for name in SEARCH_FIELDS if name not in fields]
+    return fields
+
+
 class NodeQuerySet(models.QuerySet):
+    """Nodes; every bulk write also fills the search columns from the facts being written."""
+
+    def bulk_create(self, objs: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
+        """``QuerySet.bulk_create``, with each node's search columns computed first."""
+        objs = list(objs)
+        vendor = connections[self.db].vendor
+        for node in objs:
+            node.fill_search_columns(vendor)
+        if kwargs.get("update_fields"):
+            kwargs["update_fields"] = with_search_fields(kwargs["update_fields"])
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def bulk_update(
+        self, objs: Iterable[Any], fields: Sequence[str], *args: Any, **kwargs: Any
+    ) -> int:
+        """``QuerySet.bulk_update``; when ``facts`` is updated, so are the search columns."""
+        objs = list(objs)
+        fields = with_search_fields(fields)
+        if "facts" in fields:
+            vendor = connections[self.db].vendor
+            for node in objs:
+                node.fill_search_columns(vendor)
+        return super().bulk_update(objs, fields, *args, **kwargs)
+
+    def update(self, **kwargs: Any) -> int:
+        """``QuerySet.update``, refusing new facts without their search columns."""
+        if "facts" in kwargs and not set(SEARCH_FIELDS) <= kwargs.keys():
+            raise TypeError(
+                "Node.facts cannot be updated in SQL alone: the search columns follow the facts; "
+                "use save(), bulk_create() or bulk_update()"
+            )
+        return super().update(**kwargs)
+
     def matching(self, filter: Filter) -> NodeQuerySet:
         """The nodes ``filter`` selects, evaluated in the database (see ``filtering``).
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from agents.protocol import Registration
 from portal.inventory.models import Node
+from portal.inventory.search import SEARCH_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +18,7 @@ logger = logging.getLogger(__name__)
 UPDATED_FIELDS = [
     "collectives",
     "facts",
+    *SEARCH_FIELDS,  # computed from the facts by NodeQuerySet.bulk_create
     "classes",
     "agents",
     "public_key",
@@ -29,8 +31,9 @@ def record_registrations(registrations: Sequence[Registration]) -> int:
     """Upsert nodes from a batch of registrations in one ``INSERT ... ON CONFLICT``.
 
     Within the batch the newest ``msgtime`` per identity wins; ``first_seen`` is set on the
-    first insert only and ``last_seen`` is now. Returns the number of nodes written. Across
-    batches the later write wins (registrations arrive in order in practice).
+    first insert only and ``last_seen`` is now; the search columns are computed from the facts
+    (``search``). Returns the number of nodes written. Across batches the later write wins
+    (registrations arrive in order in practice).
     """
     newest: dict[str, Registration] = {}
     for reg in registrations:

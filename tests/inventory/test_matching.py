@@ -109,6 +109,8 @@ def expected(wanted: Filter) -> set[str]:
         ("tags=~/^B/", {"db01"}),
         ("os.name=debian", {"web01"}),
         ("os=rhel", {"db01"}),
+        ("os=~/debian/", {"web01"}),  # an object compares as its Python repr
+        ("os!=rhel", {"web01", "web02"}),
         ("os.name=rhel", set()),
         ("dc.rack=r1", {"web01", "db01"}),  # flat "dc.rack" first, then nested dc.rack
         ("dc.rack=r9", {"web02"}),
@@ -157,22 +159,28 @@ def test_matching_is_a_queryset_counted_in_sql(fleet, django_assert_num_queries)
 # -- generated: random fleets and random filters --------------------------------------------
 
 ALPHABET = "ab1.- B\né"
-# Not "x" itself: it holds an object, which nodes compare by its Python repr (a documented
-# difference on PostgreSQL).
-FACT_NAMES = ("a", "b", "n", "x.y")
+# "x" holds an object (compared by its Python repr, keys in jsonb's order on PostgreSQL).
+FACT_NAMES = ("a", "b", "n", "x", "x.y", "x.z")
 scalars = st.one_of(
     st.text(ALPHABET, max_size=4),
     st.sampled_from(["5", " 5 ", "5.", ".5", "-2", "+3e1", "1e400", "1e-400", "true", "None"]),
+    st.sampled_from(["٣", "1e16", "-0"]),  # a non-ASCII digit is a number to Python
     st.integers(-20, 20),
     st.integers(-40, 40).map(lambda i: i / 4),
+    st.sampled_from([1e16, 2.5e20, -0.0, 1e-7]),  # jsonb prints these its own way
     st.booleans(),
     st.none(),
 )
-fact_values = st.one_of(scalars, st.lists(scalars, max_size=3))
+small_objects = st.dictionaries(st.sampled_from(["k", "kk", "é"]), scalars, max_size=2)
+fact_values = st.one_of(
+    scalars, small_objects, st.lists(st.one_of(scalars, small_objects), max_size=3)
+)
 facts = st.dictionaries(st.sampled_from(["a", "b", "n", "x.y"]), fact_values, max_size=4).flatmap(
     lambda flat: st.one_of(
         st.just(flat),
-        st.dictionaries(st.just("y"), fact_values, max_size=1).map(lambda x: {**flat, "x": x}),
+        st.dictionaries(st.sampled_from(["y", "z"]), fact_values, max_size=2).map(
+            lambda x: {**flat, "x": x}
+        ),
     )
 )
 nodes = st.lists(
@@ -191,7 +199,7 @@ REGEX_PIECES = [
 regexes = st.lists(st.sampled_from(REGEX_PIECES), min_size=1, max_size=3).map("".join)
 compare_values = st.one_of(
     st.text(ALPHABET, max_size=3),
-    st.sampled_from(["5", "0", "-2", "1.25", "true", "None", "1e400"]),
+    st.sampled_from(["5", "0", "-2", "1.25", "true", "None", "1e400", "1e16", "٣", "{'k': 1}"]),
 )
 
 
