@@ -90,7 +90,7 @@ def escape_slashes(pattern: str) -> str:
     return "".join(out)
 
 
-_BARE_VALUE_RE = re.compile(r"[A-Za-z0-9_.:@+\-]+")
+_BARE_VALUE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+\-]*")  # as the lexer reads a word
 _KEYWORDS = {"and", "or", "not"}
 
 

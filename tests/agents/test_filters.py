@@ -185,3 +185,9 @@ def test_non_string_inputs():
             parse_compound(bad)
         with pytest.raises(FilterSyntaxError):
             parse_fact_term(bad)
+
+
+@pytest.mark.parametrize("text", ['temp<"-5"', 'x=="-b"', 'x!="-"', 'a=="+1"'])
+def test_describe_quotes_values_the_lexer_would_not_read_bare(text: str) -> None:
+    parsed = Filter.parse(text)
+    assert Filter.parse(parsed.describe()) == parsed
