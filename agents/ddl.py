@@ -60,6 +60,9 @@ class InputDDL:
     optional: bool = False
     default: Any = None
     list: list[Any] = field(default_factory=list)
+    # A fact whose values across the targeted nodes the portal offers as choices for this
+    # input (e.g. "services" for a service name). A suggestion only: validation still applies.
+    choices_from_fact: str | None = None
 
     def clean(self, value: Any) -> Any:
         """The value coerced to this input's type, or ValueError with a field message."""
@@ -253,6 +256,7 @@ def parse_ddl(doc: Any, where: str = "ddl") -> AgentDDL:
                 optional=bool(idoc.get("optional", False)),
                 default=idoc.get("default"),
                 list=list(idoc.get("list", [])),
+                choices_from_fact=idoc.get("choices_from_fact"),
             )
         outputs = {
             oname: OutputDDL(

@@ -1,7 +1,9 @@
-"""The inventory's JSON API: what a filter would select, for the job form's live preview."""
+"""The inventory's JSON API for the job form: what a filter would select (the live preview),
+and the fact names and values the filter builder offers while an operator types."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rest_framework import status
@@ -11,6 +13,8 @@ from rest_framework.views import APIView
 
 from agents.filters import Filter, FilterSyntaxError
 from agents.filters.terms import MISSING, lookup_fact
+from portal.inventory.autocomplete import BadValuesQuery, known_fact_names, seen_values
+from portal.inventory.fact_values import fact_choices
 from portal.inventory.models import Node
 from portal.inventory.pg_regex import UnsupportedFilter
 from portal.inventory.preview import PREVIEW_LIMIT, filter_fact_names
@@ -19,6 +23,7 @@ from portal.inventory.preview import PREVIEW_LIMIT, filter_fact_names
 KEY_FACTS = ("datacenter", "customer", "role")
 # Filter.parse refuses longer compounds too; checked first so megabytes are never tokenized.
 MAX_FILTER_LENGTH = 4096
+FACT_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 
 
 class BadFilter(Exception):
@@ -34,6 +39,9 @@ def parse_filter(text: Any) -> Filter:
         raise BadFilter("filter must be a string")
     if len(text) > MAX_FILTER_LENGTH:
         raise BadFilter(f"filter is {len(text)} characters, over the {MAX_FILTER_LENGTH} limit")
+    if "\x00" in text:  # PostgreSQL cannot take it as a parameter; no fact can hold it either
+        column = text.index("\x00") + 1
+        raise BadFilter(f"NUL character at column {column}; remove it", column)
     try:
         return Filter.parse(text)
     except FilterSyntaxError as exc:
@@ -86,3 +94,69 @@ class InventoryPreviewAPI(APIView):
             return Response({"error": str(exc), "column": None}, status=status.HTTP_400_BAD_REQUEST)
         data["filter"] = text
         return Response(data)
+
+
+def _limit(request: Request, default: int = 20) -> int:
+    raw = request.query_params.get("limit", "")
+    return int(raw) if raw.isdigit() else default
+
+
+class FactNamesAPI(APIView):
+    """``GET [?q=prefix]``: 200 ``{"facts": [{"name", "nodes"}]}``, every known fact name."""
+
+    def get(self, request: Request) -> Response:
+        names = known_fact_names(request.query_params.get("q", ""))
+        return Response({"facts": [{"name": n.name, "nodes": n.nodes} for n in names]})
+
+
+class SeenValuesAPI(APIView):
+    """``GET ?kind=fact&fact=<name>[&q=prefix][&limit=20]`` (or kind class, agent, identity).
+
+    200 ``{"kind", "fact", "q", "values": [{"value", "nodes"}], "complete"}``, most common
+    first; ``complete`` says no other value starts with ``q``. 400 ``{"error"}``.
+    """
+
+    def get(self, request: Request) -> Response:
+        kind = request.query_params.get("kind", "fact")
+        fact = request.query_params.get("fact", "")
+        prefix = request.query_params.get("q", "")
+        try:
+            found = seen_values(kind, fact, prefix, _limit(request))
+        except BadValuesQuery as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            {
+                "kind": kind,
+                "fact": fact if kind == "fact" else None,
+                "q": prefix,
+                "values": [{"value": v.value, "nodes": v.nodes} for v in found.values],
+                "complete": found.complete,
+            }
+        )
+
+
+class FactChoicesAPI(APIView):
+    """``GET ?fact=<name>&filter=<text>``: the fact's values on the nodes the filter targets.
+
+    200 ``{"fact", "values": [{"value", "nodes"}], "nodes", "truncated"}``; 400 ``{"error"}``.
+    Choices for a DDL input that names a fact (``choices_from_fact``).
+    """
+
+    def get(self, request: Request) -> Response:
+        fact = request.query_params.get("fact", "")
+        if not FACT_NAME_RE.fullmatch(fact):
+            return Response({"error": "fact: a fact name"}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            choices = fact_choices(parse_filter(request.query_params.get("filter", "")), fact)
+        except BadFilter as exc:
+            return Response({"error": exc.message}, status=status.HTTP_400_BAD_REQUEST)
+        except UnsupportedFilter as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            {
+                "fact": fact,
+                "values": [{"value": v, "nodes": n} for v, n in choices.values],
+                "nodes": choices.nodes,
+                "truncated": choices.truncated,
+            }
+        )

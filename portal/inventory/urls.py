@@ -11,4 +11,7 @@ urlpatterns = [
 
 api_urlpatterns = [
     path("inventory/preview/", api.InventoryPreviewAPI.as_view(), name="inventory-preview"),
+    path("inventory/facts/", api.FactNamesAPI.as_view(), name="inventory-facts"),
+    path("inventory/values/", api.SeenValuesAPI.as_view(), name="inventory-values"),
+    path("inventory/fact-choices/", api.FactChoicesAPI.as_view(), name="inventory-fact-choices"),
 ]

@@ -3,9 +3,9 @@
     python -m tests.browser.screenshots docs/screenshots
 
 Starts the same stack as the browser tests (tests/browser/support.py), runs a few jobs so the
-pages have something to show, and writes 1400x900 PNGs of the job form, a finished job page and
-the job list, each as ``<page>-light.png`` and ``<page>-dark.png``. Needs
-``scripts/install-browser``.
+pages have something to show, and writes 1400x900 PNGs of the job form, the filter builder with
+its autocomplete open, a finished job page, the job list and the inventory pages, each as
+``<page>-light.png`` and ``<page>-dark.png``. Needs ``scripts/install-browser``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,21 @@ if TYPE_CHECKING:
 
 FINISH_TIMEOUT_MS = 60_000
 JOB_URL = re.compile(r"/jobs/(\d+)/$")
+# A superuser: every page and action shown is open to it, whatever the roles grant.
+USER = "admin"
 
 
 def _api_job(portal: PortalStack, **payload: object) -> int:
-    response = portal.api("POST", "/api/jobs/", json=payload)
+    """Submit through the logged-in session, so the jobs are the screenshots' user's own."""
+    response = portal.session.post(
+        portal.base_url + "/api/jobs/",
+        json=payload,
+        headers={
+            "X-CSRFToken": portal.session.cookies["csrftoken"],
+            "Referer": portal.base_url + "/",
+        },
+        timeout=30,
+    )
     if response.status_code != 201:
         raise SystemExit(f"could not submit {payload}: {response.status_code} {response.text}")
     job_id = response.json()["id"]
@@ -38,7 +49,7 @@ def _api_job(portal: PortalStack, **payload: object) -> int:
 
 def _seed_jobs(portal: PortalStack) -> None:
     """A job list with some history: an inventory, a fact read, and failures."""
-    portal.login(support.OPERATOR)
+    portal.login(USER)
     _api_job(portal, agent="rpcutil", action="inventory")
     _api_job(
         portal,
@@ -67,16 +78,24 @@ def take(out_dir: Path) -> list[Path]:
         for scheme in ("light", "dark"):
             context = support.new_context(browser, portal.base_url, color_scheme=scheme)
             page = context.new_page()
-            support.log_in(page)
+            support.log_in(page, USER)
 
             # The job form, filled in for an action with several kinds of DDL input.
             page.goto("/jobs/new/")
-            page.locator("#filter").fill("customer=acme and environment=prod")
+            page.evaluate(
+                "text => window.switchboardFilterBuilder.load(text)",
+                "customer=acme and not environment=dev",
+            )
             page.locator("#agent-action").select_option(label="echo echo")
             page.locator('[name="input:echo.echo:message"]').fill("hello from the NOC")
             expect(page.locator('fieldset[data-action="echo.echo"]')).to_be_visible()
             expect(page.locator("#filter-preview")).to_contain_text("matching")
             written.append(_shot(page, out_dir / f"job-form-{scheme}.png"))
+
+            # The filter builder: a group of alternatives, a negated condition, and the
+            # autocomplete offering a fact's values with their node counts.
+            _builder_in_use(page)
+            written.append(_shot(page, out_dir / f"filter-builder-{scheme}.png", keep_focus=True))
 
             # A finished job with its replies: run it once, from the form, then reopen it.
             if not job_path:
@@ -107,8 +126,25 @@ def take(out_dir: Path) -> list[Path]:
     return written
 
 
-def _shot(page: Page, path: Path) -> Path:
-    page.evaluate("document.activeElement && document.activeElement.blur()")
+def _builder_in_use(page: Page) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/jobs/new/")
+    page.evaluate(
+        "text => window.switchboardFilterBuilder.load(text)",
+        "customer=acme and (role=web or role=db) and not environment=dev",
+    )
+    page.get_by_role("button", name="Add a condition to the filter").click()
+    fact = page.get_by_role("combobox", name="Condition 5 fact")
+    fact.press_sequentially("datac", delay=20)
+    page.locator('[role="option"][data-value="datacenter"]').click()
+    expect(page.locator('[role="listbox"]:visible [role="option"]').first).to_be_visible()
+    expect(page.locator("#filter-preview")).to_contain_text("matching")
+
+
+def _shot(page: Page, path: Path, keep_focus: bool = False) -> Path:
+    if not keep_focus:  # an open autocomplete list closes with the focus
+        page.evaluate("document.activeElement && document.activeElement.blur()")
     page.screenshot(path=path, animations="disabled", caret="hide")
     return path
 

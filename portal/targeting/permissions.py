@@ -1,0 +1,26 @@
+"""Who may do what with saved filters: the one place these rules live.
+
+Reading goes through ``SavedFilter.objects.visible_to(user)`` (the owner's own, and those
+shared with one of their roles); this policy answers the rest.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group, User
+
+from portal.targeting.models import SavedFilter
+
+
+class SavedFilterPolicy:
+    """Sharing and deleting saved filters."""
+
+    @staticmethod
+    def shareable_roles(user: User) -> list[Group]:
+        """The roles ``user`` may share a filter with: their own, or any for a superuser."""
+        groups = Group.objects.all() if user.is_superuser else user.groups.all()
+        return list(groups.order_by("name"))
+
+    @staticmethod
+    def may_delete(user: User, saved: SavedFilter) -> bool:
+        """Only the owner deletes a filter, even one shared with their role."""
+        return saved.owner_id == user.pk
