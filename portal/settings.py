@@ -44,10 +44,16 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "channels",
+    "guardian",
+    "axes",
     "portal.core",
     "portal.accounts",
+    "portal.broker",
     "portal.inventory",
     "portal.jobs",
+    "portal.targeting",
+    "portal.rbac",
+    "portal.audit",
 ]
 
 MIDDLEWARE = [
@@ -60,7 +66,27 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    # Login throttling first: a locked-out username or address is refused before any check.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+    # Per-object permissions (an agent or action granted to a role), read by portal.rbac.policy.
+    "guardian.backends.ObjectPermissionBackend",
+]
+GUARDIAN_ANONYMOUS_USER_NAME = None  # nobody anonymous is ever granted anything
+
+# Login throttling (django-axes): this many failures for a username from one address locks
+# that pair out for the cool-off; the lockout is logged and the login page says so.
+AXES_FAILURE_LIMIT = int(env_float("SWITCHBOARD_LOGIN_FAILURE_LIMIT", 5))
+AXES_COOLOFF_TIME = env_float("SWITCHBOARD_LOGIN_COOLOFF_HOURS", 0.25)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "portal.urls"
 ASGI_APPLICATION = "portal.asgi.application"
@@ -76,6 +102,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "portal.rbac.context_processors.access",
             ],
         },
     },
@@ -98,7 +125,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not memory, so a test's worker and ASGI subprocesses can open the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-switchboard.sqlite3")}
+    # SWITCHBOARD_TEST_DB lets two test runs in one checkout keep out of each other's way.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env_str("SWITCHBOARD_TEST_DB", str(VAR_DIR / "test-switchboard.sqlite3"))
+    }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The portal's queries are short; JIT compilation cost 70-94 ms per inventory count query
     # at 100,000 nodes and never paid back (bench/preview.py).
@@ -154,10 +184,17 @@ SWITCHBOARD_REQUEST_TTL = int(env_float("SWITCHBOARD_REQUEST_TTL", 60))
 SWITCHBOARD_NODE_STALE_AFTER = int(env_float("SWITCHBOARD_NODE_STALE_AFTER", 900))
 # Above this many nodes the web form asks the operator to type the node count to go on.
 SWITCHBOARD_CONFIRM_ABOVE = int(env_float("SWITCHBOARD_CONFIRM_ABOVE", 25))
+# How long a job waiting for a second person's approval may wait before it expires (seconds).
+SWITCHBOARD_APPROVAL_TTL = int(env_float("SWITCHBOARD_APPROVAL_TTL", 3600))
 # A running job whose runner has not shown life for this long is marked interrupted.
 SWITCHBOARD_JOB_STALE_AFTER = env_float("SWITCHBOARD_JOB_STALE_AFTER", 30.0)
 # How often collected replies are written and pushed to browsers, in seconds.
 SWITCHBOARD_FLUSH_INTERVAL = env_float("SWITCHBOARD_FLUSH_INTERVAL", 0.1)
+# Audit history (docs/audit.md): events older than this many days are archived, then deleted by
+# `manage.py prune_audit`; the archives go here; no audit page query may run longer than this.
+SWITCHBOARD_AUDIT_RETENTION_DAYS = int(env_float("SWITCHBOARD_AUDIT_RETENTION_DAYS", 365))
+SWITCHBOARD_AUDIT_ARCHIVE_DIR = Path(env_str("SWITCHBOARD_AUDIT_ARCHIVE_DIR", str(VAR_DIR / "audit")))  # noqa: E501
+SWITCHBOARD_AUDIT_QUERY_TIMEOUT = env_float("SWITCHBOARD_AUDIT_QUERY_TIMEOUT", 5.0)
 
 # --- Celery and the channel layer ------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
@@ -215,6 +252,11 @@ if PRODUCTION:
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = int(env_float("SECURE_HSTS_SECONDS", 3600))
+    # The portal is served over HTTPS only, subdomains included; set these to false if the
+    # domain hosts plain-HTTP sites (docs/operations.md).
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SAMESITE = "Strict"
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = int(env_float("SESSION_COOKIE_AGE", 12 * 3600))
@@ -225,5 +267,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"stomp.py": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+    "loggers": {
+        "stomp.py": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # it logs every successful login at INFO
+    },
 }

@@ -10,6 +10,10 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/", include((api_urlpatterns + inventory_api_urlpatterns, "api"))),
+    path("api/", include("portal.targeting.urls")),
     path("inventory/", include("portal.inventory.urls")),
+    path("audit/", include("portal.audit.urls")),
+    path("access/", include("portal.rbac.urls")),
+    path("brokers/", include("portal.broker.urls")),
     path("", include("portal.jobs.urls")),
 ]

@@ -37,10 +37,23 @@ def require_service(name: str, available: bool, how: str) -> None:
 
 @pytest.fixture
 def operator(db: None) -> User:
-    """A NOC operator (group ``operator``)."""
+    """A NOC operator (role ``operator``) whose role ``ops`` may run every agent, unscoped."""
     user = User.objects.create_user("noc", password="pw-noc-123")
     user.groups.add(Group.objects.get_or_create(name="operator")[0])
+    user.groups.add(grant_every_agent("ops"))
     return user
+
+
+def grant_every_agent(role: str, scope: str = "") -> Group:
+    """A role that may run every action of every agent (within ``scope``, if given)."""
+    from portal.rbac.models import Agent
+    from portal.rbac.services import GrantSpec, set_grant, sync_catalog
+
+    sync_catalog()
+    group, _ = Group.objects.get_or_create(name=role)
+    for agent in Agent.objects.values_list("name", flat=True):
+        set_grant(GrantSpec(role, agent, None, scope), actor=None)
+    return group
 
 
 @pytest.fixture

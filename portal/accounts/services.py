@@ -10,8 +10,10 @@ from django.core.management.base import CommandError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-# Each demo account: (username, group, is_superuser). Roles proper arrive with RBAC; until then
-# the groups name what each account is for.
+from portal.rbac.services import seed_demo_roles
+
+# Each demo account: (username, role, is_superuser). ``noc`` also gets DEMO_NOC_ROLE, whose
+# grants (portal.rbac.services.seed_demo_roles) show the limits at once.
 DEMO_ACCOUNTS = (
     ("admin", "admin", True),
     ("manager", "manager", False),
@@ -46,6 +48,8 @@ def ensure_demo_users(password: str | None = None) -> list[DemoLogin]:
         group, _ = Group.objects.get_or_create(name=group_name)
         user.groups.add(group)
         logins.append(DemoLogin(username, user_password, group_name))
+    noc_role = seed_demo_roles()
+    User.objects.get(username="noc").groups.add(noc_role)
     return logins
 
 

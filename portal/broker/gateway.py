@@ -254,7 +254,9 @@ class BrokerGateway:
                 # timeout, a discovery ping) or a reply sent to the wrong queue: never the
                 # answer to this request, so never stored as one.
                 self.stats.foreign += 1
-                logger.warning(
+                # One line per reply at DEBUG: after a timed-out batch there can be thousands;
+                # the job's runner logs how many at WARNING.
+                logger.debug(
                     "dropped a reply from %s to request %s while collecting request %s",
                     received.reply.senderid,
                     received.reply.requestid,

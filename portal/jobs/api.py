@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from portal.jobs.models import Job
 from portal.jobs.services import (
+    JobForbidden,
     JobRequestError,
     cancel_job,
     job_snapshot,
@@ -30,6 +31,7 @@ class JobRequestSerializer(serializers.Serializer):
     inputs = serializers.DictField(required=False, default=dict)
     filter = serializers.CharField(required=False, allow_blank=True, default="", max_length=4096)
     options = serializers.DictField(required=False, default=dict)
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
 
 
 class JobListAPI(APIView):
@@ -53,7 +55,11 @@ class JobListAPI(APIView):
                 filter_text=fields["filter"],
                 source=Job.Source.API,
                 options=fields["options"],
+                reason=fields["reason"],
+                request=request._request,
             )
+        except JobForbidden as exc:
+            return Response({"errors": exc.errors}, status=status.HTTP_403_FORBIDDEN)
         except JobRequestError as exc:
             return Response({"errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
         return Response(job_snapshot(job), status=status.HTTP_201_CREATED)

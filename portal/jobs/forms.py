@@ -24,6 +24,7 @@ class JobFormData:
     filter_text: str
     inputs: dict[str, Any]
     options: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
 
     @classmethod
     def from_post(cls, post: QueryDict) -> JobFormData:
@@ -41,7 +42,9 @@ class JobFormData:
             for key, value in post.items()
             if key.startswith(OPTION_PREFIX) and value.strip() != ""
         }
-        return cls(agent, action, post.get("filter", ""), inputs, options)
+        return cls(
+            agent, action, post.get("filter", ""), inputs, options, post.get("reason", "").strip()
+        )
 
     @property
     def agent_action(self) -> str:

@@ -22,6 +22,10 @@ class Job(models.Model):
         FAILED = "failed"
         INTERRUPTED = "interrupted"
         CANCELLED = "cancelled"
+        # Four-eyes: waiting for a second person, then refused or never decided in time.
+        PENDING_APPROVAL = "pending_approval"
+        REJECTED = "rejected"
+        EXPIRED = "expired"
 
     class Source(models.TextChoices):
         WEB = "web"
@@ -36,7 +40,14 @@ class Job(models.Model):
     action = models.CharField(max_length=64)
     inputs = models.JSONField(default=dict)
     filter_text = models.TextField(blank=True, help_text="The filter as the operator typed it.")
-    filter = models.JSONField(default=dict, help_text="The parsed filter sent to the nodes.")
+    filter = models.JSONField(
+        default=dict, help_text="The filter sent to the nodes: as typed, AND the grant's scope."
+    )
+    scope = models.TextField(blank=True, help_text="The grant scope ANDed to the typed filter.")
+    reason = models.TextField(blank=True, help_text="The reason or ticket the operator gave.")
+    # The requester's roles when the job was submitted: who else may read it, and what the
+    # nodes' policy files see.
+    roles = models.ManyToManyField("auth.Group", blank=True, related_name="jobs")
     collective = models.CharField(max_length=64)
     requestid = models.CharField(max_length=32, blank=True)
     timeout = models.FloatField(help_text="Seconds to wait for replies after sending.")
@@ -85,6 +96,8 @@ class Job(models.Model):
             self.Status.FAILED,
             self.Status.INTERRUPTED,
             self.Status.CANCELLED,
+            self.Status.REJECTED,
+            self.Status.EXPIRED,
         }
 
     @property

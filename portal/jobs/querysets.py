@@ -8,12 +8,10 @@ from django.db import models
 
 class JobQuerySet(models.QuerySet):
     def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> JobQuerySet:
-        """Jobs this person may see: superusers and managers all, operators their own."""
-        if not user.is_authenticated:
-            return self.none()
-        if user.is_superuser or user.groups.filter(name="manager").exists():
-            return self
-        return self.filter(created_by=user)
+        """Jobs this person may watch and read, as ``portal.rbac.policy`` decides."""
+        from portal.rbac.policy import visible_jobs
+
+        return visible_jobs(user, self)
 
     def unfinished(self) -> JobQuerySet:
         return self.filter(status__in=["queued", "running"])

@@ -35,6 +35,7 @@ from portal.jobs.services import (
     start_job,
 )
 from portal.jobs.streaming import push_job_frame
+from portal.rbac.policy import Permit, authorize, roles_of
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,15 @@ def run_job(job_id: int, on_progress: ProgressCallback | None = None) -> Job | N
             on_progress(job, replies)
 
     progress(())
+    # Checked again before anything is sent: a grant revoked (or narrowed) since the job was
+    # submitted applies to it.
+    permit = authorize(job.created_by, job.agent, job.action, Filter.from_dict(job.filter))
+    if not permit.allowed:
+        finish_job(job, Job.Status.FAILED, f"refused when it was about to run: {permit.reason}")
+        progress(())
+        return job
+    if permit.scopes and permit.scope_text != job.scope:
+        narrow_to_scope(job, permit)
     try:
         with BrokerGateway(BrokerSettings.from_django()) as gateway:
             _discover_and_collect(job, gateway, progress)
@@ -83,7 +93,7 @@ def _discover_and_collect(
     caller = Caller(
         callerid=f"user={job.created_by.get_username()}",
         # The caller's roles travel in the signed request, for the nodes' own policy files.
-        roles=sorted(job.created_by.groups.values_list("name", flat=True)),
+        roles=roles_of(job.created_by),
     )
     if job.discovery_method == "inventory":
         discovered = discover_from_inventory(Filter.from_dict(job.filter))
@@ -110,6 +120,15 @@ def _discover_and_collect(
     for number, batch in enumerate(batches):
         if number and not _pause(job, options.batch_sleep):
             break
+        if (
+            number
+            and not authorize(
+                job.created_by, job.agent, job.action, Filter.from_dict(job.filter)
+            ).allowed
+        ):
+            collector.flush()
+            finish_job(job, Job.Status.FAILED, "stopped: the grant was revoked while it ran")
+            return
         request = gateway.new_request(
             agent=job.agent,
             action=job.action,
@@ -128,6 +147,13 @@ def _discover_and_collect(
         finish_job(job, Job.Status.CANCELLED, "cancelled while running")
     else:
         finish_job(job, Job.Status.COMPLETED)
+
+
+def narrow_to_scope(job: Job, permit: Permit) -> None:
+    """The grant's scope changed while the job waited: send it to the narrower target."""
+    job.filter = permit.effective_filter.to_dict()
+    job.scope = " and ".join(f"({s})" for s in (job.scope, permit.scope_text) if s)
+    job.save(update_fields=["filter", "scope"])
 
 
 @dataclass(frozen=True)
@@ -198,7 +224,16 @@ class _Collector:
         finally:
             # Replies the gateway dropped (malformed, or for another request) count as this
             # job's dropped replies: the job page says how many answers were not kept.
-            self.dropped += gateway.stats.dropped - self.gateway_dropped
+            dropped = gateway.stats.dropped - self.gateway_dropped
+            if dropped:
+                logger.warning(
+                    "job %s: dropped %d replies that were not to request %s "
+                    "(late answers to an earlier request, or malformed)",
+                    self.job.pk,
+                    dropped,
+                    request.requestid,
+                )
+            self.dropped += dropped
             self.gateway_dropped = gateway.stats.dropped
 
     def _collect(self, gateway: BrokerGateway, request: Request, expected: set[str]) -> bool:

@@ -20,16 +20,19 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
+from django.http import HttpRequest
 from django.utils import timezone
 
 from agents.ddl import ActionDDL, AgentDDL, InputValidationError, UnknownAction, load_all
 from agents.filters import Filter, FilterSyntaxError, parse_fact_term
 from agents.protocol import Reply
+from portal.audit.services import record_event
 from portal.celery import app as celery_app
 from portal.inventory.models import Node
 from portal.inventory.pg_regex import UnsupportedFilter
 from portal.jobs.models import Job, NodeReply
 from portal.jobs.options import ExecutionOptions, OptionsError
+from portal.rbac.policy import Permit, authorize, reason_required, roles_of
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,10 @@ class JobRequestError(Exception):
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
         self.errors = errors
+
+
+class JobForbidden(JobRequestError):
+    """A well-formed request the operator's roles do not allow (HTTP 403, not 400)."""
 
 
 @functools.cache
@@ -62,6 +69,9 @@ def build_filter(
     agents: Sequence[str] = (),
 ) -> Filter:
     """A filter from ``mco``-style parts; raises ``JobRequestError`` on the field at fault."""
+    if any("\x00" in part for part in (compound, *facts, *classes, *identities, *agents)):
+        # PostgreSQL cannot store or compare text with NUL in it: refused here, not a 500.
+        raise JobRequestError({"filter": "a filter cannot contain a NUL character"})
     try:
         fact_terms = [parse_fact_term(term) for term in facts]
     except FilterSyntaxError as exc:
@@ -133,6 +143,30 @@ def check_job_request(
         raise JobRequestError(exc.errors) from exc
 
 
+def authorize_request(
+    user: AbstractBaseUser, agent: str, action: str, job_filter: Filter
+) -> Permit:
+    """The policy's permit for this request; ``JobForbidden`` saying why when it is refused.
+
+    Unknown agents and actions are reported as such first (a 400, not a 403).
+    """
+    resolve_action(agent, action)
+    permit = authorize(user, agent, action, job_filter)
+    if not permit.allowed:
+        raise JobForbidden({"action": permit.reason})
+    return permit
+
+
+def check_reason(user: AbstractBaseUser, reason: str) -> str:
+    """The reason or ticket, stripped; ``JobRequestError`` when a role requires one and none."""
+    reason = reason.strip()
+    if not reason and reason_required(user):
+        raise JobRequestError({"reason": "your role asks for a reason or ticket reference"})
+    if len(reason) > 500:
+        raise JobRequestError({"reason": "at most 500 characters"})
+    return reason
+
+
 def estimate_targets(job_filter: Filter, options: ExecutionOptions) -> TargetEstimate:
     """How many fresh inventory nodes the filter (and the limit) would reach, by datacenter.
 
@@ -161,13 +195,23 @@ def submit_job(
     source: str,
     options: Mapping[str, Any] | ExecutionOptions | None = None,
     dispatch: bool = True,
+    reason: str = "",
+    request: HttpRequest | None = None,
 ) -> Job:
-    """Validate and store a job, then queue it for a worker once the transaction commits.
+    """Validate, authorize and store a job, then queue it for a worker once it commits.
 
-    Nothing is stored or queued when validation fails (``JobRequestError``). ``dispatch=False``
-    leaves the job queued for the caller to run itself (the ``rpc`` command does).
+    Nothing is stored or queued when validation fails (``JobRequestError``) or the policy
+    refuses (``JobForbidden``). The job's filter is the typed one AND the grant's scope. A job
+    whose grant asks for a second person waits for approval instead of being queued.
+    ``dispatch=False`` leaves the job queued for the caller to run itself (the ``rpc`` command).
     """
+    permit = authorize_request(user, agent, action, filter)
     cleaned, options = check_job_request(agent, action, inputs, options)
+    reason = check_reason(user, reason)
+    approval_count = None
+    if any(grant.approval != "never" for grant in permit.grants):
+        approval_count = estimate_targets(permit.effective_filter, options).count
+    needs_approval = approval_count is not None and permit.needs_approval(approval_count)
     with transaction.atomic():
         job = Job.objects.create(
             created_by=user,
@@ -176,17 +220,51 @@ def submit_job(
             action=action,
             inputs=cleaned,
             filter_text=filter_text,
-            filter=filter.to_dict(),
+            filter=permit.effective_filter.to_dict(),
+            scope=permit.scope_text,
+            reason=reason,
             collective=settings.SWITCHBOARD_COLLECTIVE,
             timeout=available_agents()[agent].timeout,
             discovery_method=options.discovery,
             options=options.as_dict(),
+            status=Job.Status.PENDING_APPROVAL if needs_approval else Job.Status.QUEUED,
         )
-        if dispatch:
-            # By name: the task module imports this one.
-            transaction.on_commit(lambda: celery_app.send_task(RUN_JOB_TASK, args=[job.pk]))
-    logger.info("job %s submitted by %s: %s.%s", job.pk, user, agent, action)
+        job.roles.set(user.groups.all())
+        record_event(
+            "job.submitted",
+            actor=user,
+            request=request,
+            roles=roles_of(user),
+            agent=agent,
+            action=action,
+            job_id=job.pk,
+            summary=f"{agent} {action} on {filter_text or 'every node'}",
+            data={
+                "source": source,
+                "inputs": cleaned,
+                "filter": filter_text,
+                "effective_filter": permit.effective_filter.describe(),
+                "scope": permit.scope_text,
+                "discovery": options.discovery,
+                "options": options.as_dict(),
+                "reason": reason,
+                "needs_approval": needs_approval,
+            },
+        )
+        if needs_approval:
+            from portal.jobs.approvals import request_approval
+
+            request_approval(job, permit.approval_reason(approval_count or 0))
+        elif dispatch:
+            dispatch_job(job)
+    logger.info("job %s submitted by %s: %s.%s (%s)", job.pk, user, agent, action, job.status)
     return job
+
+
+def dispatch_job(job: Job) -> None:
+    """Queue the job for a worker once the current transaction commits."""
+    # By name: the task module imports this one.
+    transaction.on_commit(lambda: celery_app.send_task(RUN_JOB_TASK, args=[job.pk]))
 
 
 def start_job(job_id: int) -> Job | None:
@@ -306,7 +384,25 @@ def finish_job(job: Job, status: str, error: str = "") -> Job:
     job.error = error
     job.finished_at = timezone.now()
     job.save(update_fields=["no_response", "status", "error", "finished_at"])
-    logger.info("job %s %s: %s", job.pk, status, error or job_counts(job))
+    counts = job_counts(job)
+    record_event(
+        "job.finished",
+        actor=job.created_by,
+        agent=job.agent,
+        action=job.action,
+        job_id=job.pk,
+        outcome=status,
+        nodes=job.targeted,
+        summary=f"{job.agent} {job.action}: {status}" + (f" ({error})" if error else ""),
+        data={
+            "counts": counts,
+            "error": error,
+            "duration": (
+                (job.finished_at - job.started_at).total_seconds() if job.started_at else None
+            ),
+        },
+    )
+    logger.info("job %s %s: %s", job.pk, status, error or counts)
     return job
 
 

@@ -9,7 +9,9 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
+from portal.broker.health import check_brokers
 from portal.jobs import runner
+from portal.jobs.approvals import expire_overdue
 from portal.jobs.services import RUN_JOB_TASK, interrupt_orphaned_jobs
 
 logger = logging.getLogger(__name__)
@@ -23,7 +25,8 @@ def run_job(job_id: int) -> None:
 
 @worker_ready.connect
 def watch_for_orphaned_jobs(**_: object) -> None:
-    """When a worker starts, and then every so often, close the jobs whose runner died.
+    """When a worker starts, and then every so often, close the jobs whose runner died, and
+    those whose approval expired; and record which brokers are reachable.
 
     A worker killed mid-job cannot mark its own job; the next worker to start (or any worker,
     later, from the heartbeat) does, so a job never stays "running" for ever.
@@ -33,11 +36,15 @@ def watch_for_orphaned_jobs(**_: object) -> None:
         while True:
             try:
                 ids = interrupt_orphaned_jobs(settings.SWITCHBOARD_JOB_STALE_AFTER)
+                expired = expire_overdue()
+                check_brokers()
             except Exception:  # the database may be away for a while; try again later
-                logger.exception("could not look for orphaned jobs")
+                logger.exception("could not sweep orphaned jobs, approvals or broker states")
             else:
                 if ids:
                     logger.warning("marked jobs %s interrupted: their runner stopped", ids)
+                if expired:
+                    logger.info("approval of jobs %s expired", expired)
             threading.Event().wait(settings.SWITCHBOARD_JOB_STALE_AFTER / 2)
 
     threading.Thread(target=sweep_forever, name="orphaned-jobs", daemon=True).start()

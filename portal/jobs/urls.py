@@ -9,6 +9,8 @@ urlpatterns = [
     path("jobs/new/", views.job_new, name="new"),
     path("jobs/<int:job_id>/", views.job_detail, name="detail"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="cancel"),
+    path("jobs/<int:job_id>/decide/", views.job_decide, name="decide"),
+    path("approvals/", views.approval_list, name="approvals"),
 ]
 
 api_urlpatterns = [

@@ -2,29 +2,44 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
+from agents.ddl import AgentDDL
+from portal.jobs import approvals
 from portal.jobs.forms import JobFormData
 from portal.jobs.models import Job
 from portal.jobs.options import DISCOVERY_METHODS
 from portal.jobs.services import (
+    JobForbidden,
     JobRequestError,
     TargetEstimate,
+    authorize_request,
     available_agents,
     cancel_job,
     check_job_request,
+    check_reason,
     estimate_targets,
     failed_nodes,
     job_counts,
     parse_filter_text,
     submit_job,
+)
+from portal.rbac.models import Approval
+from portal.rbac.policy import (
+    Permit,
+    confirm_threshold,
+    may_approve,
+    may_approve_jobs,
+    reason_required,
+    runnable_actions,
 )
 
 
@@ -41,16 +56,19 @@ def job_new(request: HttpRequest) -> HttpResponse:
     """GET shows the form; POST submits through ``submit_job`` or shows each field's error."""
     data = prefill(request)
     errors: dict[str, str] = {}
+    status = 200
     if request.method == "POST":
         data = JobFormData.from_post(request.POST)
         try:
             job_filter = parse_filter_text(data.filter_text)
+            permit = authorize_request(request.user, data.agent, data.action, job_filter)
             cleaned, options = check_job_request(data.agent, data.action, data.inputs, data.options)
-            estimate = estimate_targets(job_filter, options)
+            estimate = estimate_targets(permit.effective_filter, options)
         except JobRequestError as exc:
             errors = exc.errors
+            status = 403 if isinstance(exc, JobForbidden) else 400
         else:
-            confirmation = confirm_step(request, data, cleaned, estimate)
+            confirmation = confirm_step(request, data, cleaned, estimate, permit)
             if confirmation is not None:
                 return confirmation
             job = submit_job(
@@ -62,37 +80,60 @@ def job_new(request: HttpRequest) -> HttpResponse:
                 filter_text=data.filter_text,
                 source=Job.Source.WEB,
                 options=options,
+                reason=data.reason,
+                request=request,
             )
             return redirect("jobs:detail", job_id=job.pk)
     context = {
-        "agents": available_agents(),
+        "agents": runnable_agents(request.user),
         "discovery_methods": DISCOVERY_METHODS,
         "data": data,
         "errors": errors,
         "general_errors": {k: v for k, v in errors.items() if not k.startswith("inputs.")},
     }
-    return render(request, "jobs/job_form.html", context, status=400 if errors else 200)
+    return render(request, "jobs/job_form.html", context, status=status)
+
+
+def runnable_agents(user: Any) -> dict[str, AgentDDL]:
+    """The agents the form offers, each with only the actions the operator may run."""
+    allowed = runnable_actions(user)
+    return {
+        name: replace(ddl, actions={a: d for a, d in ddl.actions.items() if a in allowed[name]})
+        for name, ddl in available_agents().items()
+        if name in allowed
+    }
 
 
 def confirm_step(
-    request: HttpRequest, data: JobFormData, inputs: dict[str, Any], estimate: TargetEstimate
+    request: HttpRequest,
+    data: JobFormData,
+    inputs: dict[str, Any],
+    estimate: TargetEstimate,
+    permit: Permit,
 ) -> HttpResponse | None:
     """The confirmation page, unless the operator has just confirmed (``None`` then).
 
-    Shows how many nodes, in which datacenters, before anything is sent; above
-    ``SWITCHBOARD_CONFIRM_ABOVE`` nodes the operator must type the count.
+    Shows how many nodes, in which datacenters, and the effective filter when a grant's scope
+    narrows it, before anything is sent; above the operator's threshold (their roles' setting,
+    else ``SWITCHBOARD_CONFIRM_ABOVE``) they must type the count. A role may require a reason.
     """
-    must_type = estimate.count > settings.SWITCHBOARD_CONFIRM_ABOVE
+    threshold = confirm_threshold(request.user, settings.SWITCHBOARD_CONFIRM_ABOVE)
+    must_type = estimate.count > threshold
     typed = request.POST.get("typed_count", "").strip()
-    error = ""
+    errors: dict[str, str] = {}
     if request.POST.get("confirmed"):
-        if not must_type or typed == str(estimate.count):
+        if must_type and typed != str(estimate.count):
+            errors["typed_count"] = f"type {estimate.count} to run on {estimate.count} nodes"
+        try:
+            check_reason(request.user, data.reason)
+        except JobRequestError as exc:
+            errors.update(exc.errors)
+        if not errors:
             return None
-        error = f"type {estimate.count} to run on {estimate.count} nodes"
     resend = [
         (key, value)
         for key, values in request.POST.lists()
-        if key not in {"csrfmiddlewaretoken", "confirmed", "typed_count"}
+        if key not in {"csrfmiddlewaretoken", "confirmed", "typed_count", "reason"}
         for value in values
     ]
     context = {
@@ -100,10 +141,13 @@ def confirm_step(
         "inputs": inputs,
         "estimate": estimate,
         "must_type": must_type,
-        "error": error,
+        "errors": errors,
         "resend": resend,
+        "permit": permit,
+        "needs_approval": permit.needs_approval(estimate.count),
+        "reason_required": reason_required(request.user),
     }
-    return render(request, "jobs/job_confirm.html", context, status=400 if error else 200)
+    return render(request, "jobs/job_confirm.html", context, status=400 if errors else 200)
 
 
 def prefill(request: HttpRequest) -> JobFormData:
@@ -133,6 +177,51 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @login_required
-def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+def job_detail(
+    request: HttpRequest, job_id: int, error: str = "", status: int = 200
+) -> HttpResponse:
     job = get_object_or_404(Job.objects.visible_to(request.user), pk=job_id)
-    return render(request, "jobs/job_detail.html", {"job": job, "counts": job_counts(job)})
+    approval = Approval.objects.filter(job=job).select_related("decided_by").first()
+    context = {
+        "job": job,
+        "counts": job_counts(job),
+        "approval": approval,
+        "can_decide": approval is not None and may_approve(request.user, job),
+        "decision_error": error,
+    }
+    return render(request, "jobs/job_detail.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["POST"])
+def job_decide(request: HttpRequest, job_id: int) -> HttpResponse:
+    """An approver approves or rejects a job waiting for a second person."""
+    job = get_object_or_404(Job.objects.visible_to(request.user), pk=job_id)
+    comment = request.POST.get("comment", "")
+    try:
+        if request.POST.get("decision") == "approve":
+            approvals.approve(job, request.user, comment, request=request)
+        elif request.POST.get("decision") == "reject":
+            approvals.reject(job, request.user, comment, request=request)
+        else:
+            raise approvals.ApprovalError("choose approve or reject")
+    except approvals.ApprovalForbidden as exc:
+        return job_detail(request, job_id, error=str(exc), status=403)
+    except approvals.ApprovalError as exc:
+        return job_detail(request, job_id, error=str(exc), status=400)
+    return redirect("jobs:detail", job_id=job.pk)
+
+
+@login_required
+def approval_list(request: HttpRequest) -> HttpResponse:
+    """Jobs waiting for a second person, for those who may approve them."""
+    if not may_approve_jobs(request.user):
+        return HttpResponseForbidden("none of your roles may approve jobs")
+    approvals.expire_overdue()
+    pending = (
+        Approval.objects.filter(state=Approval.State.PENDING)
+        .exclude(job__created_by=request.user)
+        .select_related("job", "job__created_by")
+        .order_by("expires_at")
+    )
+    return render(request, "jobs/approval_list.html", {"pending": pending})

@@ -58,9 +58,13 @@ def test_unsigned_requests_are_refused_when_signatures_are_required(trusted) -> 
     assert signer is None and opened.action == "ping"
 
 
-@pytest.mark.parametrize("field", ["ttl", "msgtime", "action", "data", "filter"])
+@pytest.mark.parametrize(
+    "field", ["ttl", "msgtime", "action", "data", "filter", "roles", "callerid"]
+)
 def test_any_change_to_the_signed_request_breaks_the_signature(portal_key, trusted, field) -> None:
-    sealed = json.loads(seal_request(make_request(), portal_key))
+    # roles and callerid included: a forged or widened role list cannot pass a node's
+    # policy files, which decide on the roles the portal signed.
+    sealed = json.loads(seal_request(make_request(roles=["acme-noc"]), portal_key))
     inner = json.loads(sealed["message"])
     inner[field] = {
         "ttl": 99999,
@@ -68,6 +72,8 @@ def test_any_change_to_the_signed_request_breaks_the_signature(portal_key, trust
         "action": "inventory",
         "data": {"a": 1},
         "filter": {"identity": ["x"]},
+        "roles": ["acme-noc", "admin"],
+        "callerid": "user=admin",
     }[field]
     sealed["message"] = json.dumps(inner, sort_keys=True, separators=(",", ":"))
     with pytest.raises(SignatureError, match="bad signature"):

@@ -79,11 +79,17 @@ def log_in(page: Page, username: str = OPERATOR, password: str = PASSWORD) -> No
 
 
 def inventory(portal: PortalStack) -> dict[str, dict[str, Any]]:
-    """Every node's facts, from an ``rpcutil inventory`` job submitted through the API."""
+    """Every node's facts, once all have registered (the inventory the portal targets from).
+
+    An ``rpcutil inventory`` job runs first through the API, as the operator: it warms the
+    whole pipe, and (the demo's noc being held to customer=acme) reaches acme nodes only.
+    """
     portal.login(OPERATOR)
     response = portal.api("POST", "/api/jobs/", json={"agent": "rpcutil", "action": "inventory"})
     assert response.status_code == 201, response.text
     messages = portal.watch_job(response.json()["id"])
-    return {
-        reply["identity"]: reply["data"]["facts"] for _, reply in replies_from_messages(messages)
-    }
+    replied = {reply["identity"] for _, reply in replies_from_messages(messages)}
+    portal.wait_for_inventory(NODE_COUNT)
+    nodes = portal.stored_nodes()
+    assert replied == {i for i, facts in nodes.items() if facts.get("customer") == "acme"}
+    return nodes

@@ -162,7 +162,9 @@ def start_portal(
     return portal
 
 
-def embedded_stack(tmp: Path, nodes: int) -> Iterator[PortalStack]:
+def embedded_stack(
+    tmp: Path, nodes: int, users: tuple[str, ...] = ("noc",)
+) -> Iterator[PortalStack]:
     """The embedded profile on 127.0.0.1: broker, portal (worker, registration consumer,
     daphne) and ``nodes`` simulated nodes in two datacenters; all stopped on exit."""
     with Supervisor(tmp / "logs") as sup:
@@ -170,7 +172,7 @@ def embedded_stack(tmp: Path, nodes: int) -> Iterator[PortalStack]:
         brokers = f"127.0.0.1:{stomp_port}"
         stack.start_embedded_broker(sup, "127.0.0.1", stomp_port)
         # The portal first: its registration consumer must listen when the nodes register.
-        portal = start_portal(sup, tmp, {"STOMP_BROKERS": brokers, "REDIS_URL": ""})
+        portal = start_portal(sup, tmp, {"STOMP_BROKERS": brokers, "REDIS_URL": ""}, users)
         stack.start_simulator(
             sup,
             {"a": brokers, "b": brokers},

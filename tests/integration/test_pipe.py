@@ -39,13 +39,15 @@ from tests.integration.harness import (
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 NODE_COUNT = 40
+# The pipe is checked as admin (every node, unscoped); the demo's noc is scoped (see below).
+PIPE_USER = "admin"
 ACTIVEMQ = {"noc": 62613, "dc_a": 62623, "dc_b": 62633}
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_TEST_URL = "redis://127.0.0.1:6379/7"
 
 
 def _embedded(tmp: Path) -> Iterator[PortalStack]:
-    yield from embedded_stack(tmp, NODE_COUNT)
+    yield from embedded_stack(tmp, NODE_COUNT, users=(PIPE_USER,))
 
 
 def _activemq(tmp: Path) -> Iterator[PortalStack]:
@@ -69,6 +71,7 @@ def _activemq(tmp: Path) -> Iterator[PortalStack]:
                     "STOMP_LOGIN": "portal",
                     "STOMP_PASSCODE": "portal-secret",
                 },
+                users=(PIPE_USER,),
             )
             stack.start_simulator(
                 sup,
@@ -106,7 +109,7 @@ def portal(
 @pytest.fixture(scope="module")
 def inventory(portal: PortalStack) -> dict[str, dict[str, object]]:
     """Every node's facts, from an `rpcutil inventory` job run through the whole pipe."""
-    portal.login("noc")
+    portal.login(PIPE_USER)
     # Broadcast discovery waits its timeout first, so the WebSocket below is connected before
     # any reply: replies must then reach it as live frames, not only in the snapshot.
     response = portal.api(
@@ -187,7 +190,7 @@ def test_compound_filter_from_the_command_line(portal: PortalStack, inventory: d
         "-S",
         "not environment=prod",
         "--user",
-        "noc",
+        PIPE_USER,
         "--json",
     )
     result = json.loads(output)
@@ -202,7 +205,7 @@ def test_limit_and_batches_reach_the_seeded_choice(portal: PortalStack, inventor
     chosen = ExecutionOptions.parse({"limit": "5", "limit_seed": 3}).choose(sorted(inventory))
     output = portal.manage(
         "rpc", "rpcutil", "ping", "--limit", "5", "--limit-seed", "3",
-        "--batch", "2", "--batch-sleep", "0.2", "--user", "noc", "--json",
+        "--batch", "2", "--batch-sleep", "0.2", "--user", PIPE_USER, "--json",
     )  # fmt: skip
     result = json.loads(output)
     assert result["status"] == "completed"
@@ -215,7 +218,7 @@ def test_broadcast_discovery_pings_the_nodes(portal: PortalStack, inventory: dic
     expected = expected_by_fact(inventory, "customer", "initech")
     output = portal.manage(
         "rpc", "rpcutil", "ping", "-F", "customer=initech", "--dm", "broadcast",
-        "--user", "noc", "--json",
+        "--user", PIPE_USER, "--json",
     )  # fmt: skip
     result = json.loads(output)
     assert result["discovered"] == len(expected)
@@ -229,17 +232,37 @@ def test_inventory_discovery_targets_the_registered_nodes(
     expected = expected_by_fact(inventory, "customer", "globex")
     output = portal.manage(
         "rpc", "rpcutil", "ping", "-F", "customer=globex", "--dm", "inventory",
-        "--user", "noc", "--json",
+        "--user", PIPE_USER, "--json",
     )  # fmt: skip
     result = json.loads(output)
     assert result["discovered"] == len(expected)
     assert {reply["identity"] for reply in result["replies"]} == expected
 
 
+def test_the_demo_noc_reaches_only_its_scope_and_may_not_stop_services(
+    portal: PortalStack, inventory: dict
+) -> None:
+    """The demo's noc may ping only customer=acme: the scope narrows the real targets, and the
+    nodes' replies come from acme nodes only; an action outside its grant is refused."""
+    portal.wait_for_inventory(NODE_COUNT)
+    acme = expected_by_fact(inventory, "customer", "acme")
+    assert acme and len(acme) < NODE_COUNT
+    result = json.loads(portal.manage("rpc", "rpcutil", "ping", "--user", "noc", "--json"))
+    assert result["status"] == "completed"
+    assert {reply["identity"] for reply in result["replies"]} == acme
+    refused = subprocess.run(
+        [sys.executable, "manage.py", "rpc", "service", "stop", "service=nginx", "--user", "noc"],
+        cwd=BASE_DIR, env={**os.environ, **portal.env}, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "none of your roles may run service stop" in refused.stderr
+
+
 def test_unreachable_broker_fails_the_job_with_a_reason(portal: PortalStack) -> None:
     closed = free_port()
     result = subprocess.run(
-        [sys.executable, "manage.py", "rpc", "rpcutil", "ping", "--user", "noc", "--json"],
+        [sys.executable, "manage.py", "rpc", "rpcutil", "ping", "--user", PIPE_USER, "--json"],
         cwd=BASE_DIR,
         env={
             **os.environ,

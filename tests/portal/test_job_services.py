@@ -176,3 +176,8 @@ def test_jobs_whose_runner_died_are_interrupted(operator, queued_tasks) -> None:
     assert dead_here.no_response == ["n2"]
     alive_here.refresh_from_db()
     assert alive_here.status == Job.Status.RUNNING
+
+
+def test_a_nul_character_in_a_filter_is_refused() -> None:
+    with pytest.raises(JobRequestError, match="NUL"):
+        parse_filter_text("customer=ac\x00me")

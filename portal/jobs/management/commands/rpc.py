@@ -62,6 +62,7 @@ class Command(BaseCommand):
         parser.add_argument("--limit-seed", dest="limit_seed", default="")
         parser.add_argument("--ttl", dest="ttl", default="", help="request TTL in seconds")
         parser.add_argument("--user", default="admin", help="the operator the job runs as")
+        parser.add_argument("--reason", default="", help="why: a reason or ticket reference")
         parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -102,9 +103,14 @@ class Command(BaseCommand):
                     if options[name] != ""
                 },
                 dispatch=False,
+                reason=options["reason"],
             )
         except JobRequestError as exc:
             raise CommandError(str(exc)) from exc
+        if job.status == Job.Status.PENDING_APPROVAL:
+            # A worker runs it once approved; nothing is sent from here.
+            self.stdout.write(f"Job {job.pk} waits for approval: {job.approval.reason}")
+            return
 
         as_json = options["json"]
         on_progress = None if as_json else self._print_replies
