@@ -193,7 +193,9 @@ SWITCHBOARD_FLUSH_INTERVAL = env_float("SWITCHBOARD_FLUSH_INTERVAL", 0.1)
 # Audit history (docs/audit.md): events older than this many days are archived, then deleted by
 # `manage.py prune_audit`; the archives go here; no audit page query may run longer than this.
 SWITCHBOARD_AUDIT_RETENTION_DAYS = int(env_float("SWITCHBOARD_AUDIT_RETENTION_DAYS", 365))
-SWITCHBOARD_AUDIT_ARCHIVE_DIR = Path(env_str("SWITCHBOARD_AUDIT_ARCHIVE_DIR", str(VAR_DIR / "audit")))  # noqa: E501
+SWITCHBOARD_AUDIT_ARCHIVE_DIR = Path(
+    env_str("SWITCHBOARD_AUDIT_ARCHIVE_DIR", str(VAR_DIR / "audit"))
+)  # noqa: E501
 SWITCHBOARD_AUDIT_QUERY_TIMEOUT = env_float("SWITCHBOARD_AUDIT_QUERY_TIMEOUT", 5.0)
 
 # --- Celery and the channel layer ------------------------------------------------------------
