@@ -195,7 +195,7 @@ SWITCHBOARD_FLUSH_INTERVAL = env_float("SWITCHBOARD_FLUSH_INTERVAL", 0.1)
 SWITCHBOARD_AUDIT_RETENTION_DAYS = int(env_float("SWITCHBOARD_AUDIT_RETENTION_DAYS", 365))
 SWITCHBOARD_AUDIT_ARCHIVE_DIR = Path(
     env_str("SWITCHBOARD_AUDIT_ARCHIVE_DIR", str(VAR_DIR / "audit"))
-)  # noqa: E501
+)
 SWITCHBOARD_AUDIT_QUERY_TIMEOUT = env_float("SWITCHBOARD_AUDIT_QUERY_TIMEOUT", 5.0)
 
 # --- Celery and the channel layer ------------------------------------------------------------
