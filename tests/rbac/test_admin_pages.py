@@ -72,6 +72,9 @@ def test_roles_settings_and_membership_change_with_audit(
         "/access/roles/night-shift/settings/",
         {"confirm_above": "10", "reason_required": "on", "may_approve": "on"},
     )
+    changes = AuditEvent.objects.filter(kind="role.changed").order_by("pk")
+    assert [e.data["after"].get("role") for e in changes] == ["night-shift", "night-shift"]
+    assert changes.last().data["after"]["may_approve"] is True
     settings = RoleSettings.objects.get(role__name="night-shift")
     assert (settings.confirm_above, settings.reason_required, settings.may_approve) == (
         10,

@@ -87,6 +87,8 @@ def test_a_rejected_job_never_sends(requester: User, approver: User, fleet, queu
     job.refresh_from_db()
     assert job.status == Job.Status.REJECTED
     assert job.error == "rejected by approver: not during business hours"
+    rejected = AuditEvent.objects.get(kind="approval.rejected", job_id=job.pk)
+    assert rejected.actor == "approver" and rejected.data["comment"] == "not during business hours"
     assert _sent(queued_tasks) == []
     with pytest.raises(approvals.ApprovalError):
         approvals.approve(job, approver)

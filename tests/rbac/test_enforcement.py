@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from agents.filters import Filter
 from portal.accounts.services import issue_token
+from portal.audit.models import AuditEvent
 from portal.jobs import runner
 from portal.jobs.consumers import CLOSE_FORBIDDEN
 from portal.jobs.models import Job
@@ -87,6 +88,12 @@ def test_task_refuses_a_job_whose_grant_was_revoked_after_submit(
     assert job.status == Job.Status.FAILED
     assert job.error == "refused when it was about to run: none of your roles may run rpcutil ping"
     assert job.requestid == "" and job.targeted == []  # nothing was sent
+    finished = AuditEvent.objects.get(kind="job.finished", job_id=job.pk)
+    assert finished.outcome == "failed" and finished.actor == "acmeop"
+    assert "refused when it was about to run" in finished.data["error"]
+    submitted = AuditEvent.objects.get(kind="job.submitted", job_id=job.pk)
+    assert submitted.data["effective_filter"] == "customer==acme"
+    assert submitted.roles == ["acme-noc"]
 
 
 def test_websocket_refuses_a_watcher_of_another_roles_job(
