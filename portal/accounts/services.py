@@ -50,7 +50,12 @@ def ensure_demo_users(password: str | None = None) -> list[DemoLogin]:
         logins.append(DemoLogin(username, user_password, group_name))
     noc_role = seed_demo_roles()
     User.objects.get(username="noc").groups.add(noc_role)
-    return logins
+    return [
+        DemoLogin(login.username, login.password, f"{login.role}, {noc_role.name}")
+        if login.username == "noc"
+        else login
+        for login in logins
+    ]
 
 
 def issue_token(username: str) -> str:
