@@ -166,7 +166,9 @@ def lookup_fact(facts: Any, name: str) -> Any:
     return current
 
 
-def _as_text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """The text a scalar fact value is compared as (``true``/``false``, ``None``, ``str()``):
+    the one rule, also used by the portal's search columns and its value suggestions."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -208,7 +210,7 @@ def fact_matches(term: FactTerm, facts: Any) -> bool:
     raw = lookup_fact(facts, term.fact)
     if raw is MISSING or raw is None:
         return False
-    values = [_as_text(v) for v in raw] if isinstance(raw, list) else [_as_text(raw)]
+    values = [as_text(v) for v in raw] if isinstance(raw, list) else [as_text(raw)]
     if term.operator in ("=~", "!~"):
         rx = compile_safe(term.value)
         found = any(rx.search(v) for v in values)

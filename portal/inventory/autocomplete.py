@@ -27,7 +27,7 @@ from django.core.cache import cache
 from django.db import connection
 
 from agents.filters import FilterSyntaxError
-from agents.filters.terms import make_fact_term
+from agents.filters.terms import as_text, make_fact_term
 from portal.inventory.models import Node
 
 FACT_NAMES_CACHE_SECONDS = 120
@@ -226,12 +226,12 @@ def _pg_grouped_counts(kind: str, fact: str) -> Counter[str] | None:
     for raw, count in rows:
         # Django has psycopg hand jsonb back as its text.
         value = json.loads(raw) if isinstance(raw, str) else raw
-        for text in _texts(kind, value):
+        for text in value_texts(kind, value):
             counts[text] += count
     return counts
 
 
-def _texts(kind: str, value: Any) -> set[str]:
+def value_texts(kind: str, value: Any) -> set[str]:
     """The texts one node's value offers: its own, or each of a list's elements once."""
     if kind != "fact":
         names = value if isinstance(value, list) else [value]
@@ -239,14 +239,7 @@ def _texts(kind: str, value: Any) -> set[str]:
     if value is None or isinstance(value, dict):
         return set()  # a missing or null fact, or an object, never matches a value
     elements = value if isinstance(value, list) else [value]
-    return {_element_text(e) for e in elements if not isinstance(e, dict | list)}
-
-
-def _element_text(value: Any) -> str:
-    """What ``agents.filters.terms`` compares for one scalar."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    return {as_text(e) for e in elements if not isinstance(e, dict | list)}
 
 
 def _like_prefix(prefix: str) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 from django.db.models.fields.json import KeyTransform
 
 from agents.filters import Filter
+from portal.inventory.autocomplete import value_texts
 from portal.inventory.models import Node
 
 # Enough nodes to see every value a fleet uses for a fact like "services"; beyond this the
@@ -41,17 +41,7 @@ def fact_choices(target: Filter, fact: str) -> FactChoices:
         read += 1
         if read > MAX_NODES_SCANNED:
             break
-        for item in value if isinstance(value, list) else [value]:
-            text = _choice_text(item)
-            if text is not None:
-                counts[text] += 1
+        # Each text once per node (a list may repeat an element), as the filters read it.
+        counts.update(value_texts("fact", value))
     values = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))[:MAX_CHOICES]
     return FactChoices(fact, values, min(read, MAX_NODES_SCANNED), read > MAX_NODES_SCANNED)
-
-
-def _choice_text(value: Any) -> str | None:
-    if value is None or isinstance(value, dict | list):
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-# The nodes' own rules; _as_text is how fact_matches prints a value before comparing it.
-from agents.filters.terms import MISSING, _as_text, as_number, lookup_fact
+# The nodes' own rules; as_text is how fact_matches prints a value before comparing it.
+from agents.filters.terms import MISSING, as_number, as_text, lookup_fact
 
 SEARCH_FIELDS = ("fact_text", "fact_number", "fact_lists")
 
@@ -44,9 +44,9 @@ def search_columns(facts: Any, vendor: str) -> dict[str, dict[str, Any]]:
         if value is MISSING or value is None:
             continue  # a missing or null fact never matches, whatever the operator
         if isinstance(value, list):
-            lists[name] = [_element(_as_text(v)) for v in value]
+            lists[name] = [_element(as_text(v)) for v in value]
             continue
-        texts[name] = _as_text(value)
+        texts[name] = as_text(value)
         number = as_number(texts[name])
         if number is not None:
             numbers[name] = number
