@@ -18,12 +18,11 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from agents.filters import Filter
 from portal.audit.services import record_event
 from portal.jobs.models import Job
-from portal.jobs.services import dispatch_job, finish_job
+from portal.jobs.services import current_permit, dispatch_job, finish_job
 from portal.rbac.models import Approval
-from portal.rbac.policy import authorize, may_approve
+from portal.rbac.policy import may_approve
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def approve(
     with transaction.atomic():
         approval = _pending(job, user)
         # The requester's grant is checked again: one revoked while the job waited stops it.
-        permit = authorize(job.created_by, job.agent, job.action, Filter.from_dict(job.filter))
+        permit = current_permit(job)
         if not permit.allowed:
             raise ApprovalError(f"the requester may no longer run this: {permit.reason}")
         _decide(approval, user, Approval.State.APPROVED, comment)

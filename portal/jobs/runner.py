@@ -27,6 +27,7 @@ from portal.jobs.options import ExecutionOptions
 from portal.jobs.services import (
     beat,
     cancel_requested,
+    current_permit,
     finish_job,
     record_discovery,
     record_dropped,
@@ -35,7 +36,7 @@ from portal.jobs.services import (
     start_job,
 )
 from portal.jobs.streaming import push_job_frame
-from portal.rbac.policy import Permit, authorize, roles_of
+from portal.rbac.policy import Permit, roles_of
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def run_job(job_id: int, on_progress: ProgressCallback | None = None) -> Job | N
     progress(())
     # Checked again before anything is sent: a grant revoked (or narrowed) since the job was
     # submitted applies to it.
-    permit = authorize(job.created_by, job.agent, job.action, Filter.from_dict(job.filter))
+    permit = current_permit(job)
     if not permit.allowed:
         finish_job(job, Job.Status.FAILED, f"refused when it was about to run: {permit.reason}")
         progress(())
@@ -120,12 +121,7 @@ def _discover_and_collect(
     for number, batch in enumerate(batches):
         if number and not _pause(job, options.batch_sleep):
             break
-        if (
-            number
-            and not authorize(
-                job.created_by, job.agent, job.action, Filter.from_dict(job.filter)
-            ).allowed
-        ):
+        if number and not current_permit(job).allowed:
             collector.flush()
             finish_job(job, Job.Status.FAILED, "stopped: the grant was revoked while it ran")
             return

@@ -32,7 +32,7 @@ from portal.inventory.models import Node
 from portal.inventory.pg_regex import UnsupportedFilter
 from portal.jobs.models import Job, NodeReply
 from portal.jobs.options import ExecutionOptions, OptionsError
-from portal.rbac.policy import Permit, authorize, reason_required, roles_of
+from portal.rbac.policy import Permit, authorize, reason_required
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +157,15 @@ def authorize_request(
     return permit
 
 
+def current_permit(job: Job) -> Permit:
+    """The policy's answer for a stored job now: its requester, action and filter as sent.
+
+    Asked again before a job runs, between its batches and when it is approved, so a grant
+    revoked or narrowed since submission applies.
+    """
+    return authorize(job.created_by, job.agent, job.action, Filter.from_dict(job.filter))
+
+
 def check_reason(user: AbstractBaseUser, reason: str) -> str:
     """The reason or ticket, stripped; ``JobRequestError`` when a role requires one and none."""
     reason = reason.strip()
@@ -234,7 +243,6 @@ def submit_job(
             "job.submitted",
             actor=user,
             request=request,
-            roles=roles_of(user),
             agent=agent,
             action=action,
             job_id=job.pk,

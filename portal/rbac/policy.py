@@ -254,12 +254,6 @@ def _shared_role_jobs(user: User) -> QuerySet:
     return Job.roles.through.objects.filter(group__in=user.groups.all()).values("job_id")
 
 
-def may_view_job(user: User, job: Job) -> bool:
-    from portal.jobs.models import Job
-
-    return visible_jobs(user, Job.objects.filter(pk=job.pk)).exists()
-
-
 def may_read_audit(user: User) -> bool:
     """Managers and admins read the whole audit history."""
     return is_admin(user) or is_manager(user)
