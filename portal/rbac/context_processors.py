@@ -12,5 +12,5 @@ from portal.rbac import policy
 
 def access(request: HttpRequest) -> dict[str, Any]:
     # Lazy, and one query for both links: pages that never draw the navigation run none.
-    links = SimpleLazyObject(lambda: policy.navigation(request.user))
+    links = SimpleLazyObject(lambda: policy.standing(request.user))
     return {"access": links}

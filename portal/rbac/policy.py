@@ -71,16 +71,31 @@ def is_active(user: User) -> bool:
     return bool(user.is_authenticated and user.is_active)
 
 
+@dataclass(frozen=True)
+class Standing:
+    """What a user's roles make them, read in one query: admin, manager, approver."""
+
+    admin: bool = False
+    manager: bool = False
+    approver: bool = False
+
+    @property
+    def reads_audit(self) -> bool:
+        return self.admin or self.manager
+
+
+def standing(user: User) -> Standing:
+    """Admin (superuser or role ``admin``), manager, approver (``admin`` or a role's right)."""
+    if not is_active(user):
+        return Standing()
+    rows = list(Group.objects.filter(user=user).values_list("name", "settings__may_approve"))
+    names = {name for name, _ in rows}
+    admin = user.is_superuser or ADMIN_ROLE in names
+    return Standing(admin, MANAGER_ROLE in names, admin or any(flag for _, flag in rows))
+
+
 def is_admin(user: User) -> bool:
-    return is_active(user) and (user.is_superuser or _in_role(user, ADMIN_ROLE))
-
-
-def is_manager(user: User) -> bool:
-    return is_active(user) and _in_role(user, MANAGER_ROLE)
-
-
-def _in_role(user: User, name: str) -> bool:
-    return user.groups.filter(name=name).exists()
+    return standing(user).admin
 
 
 def roles_of(user: User) -> list[str]:
@@ -219,12 +234,7 @@ def reason_required(user: User) -> bool:
 
 def may_approve_jobs(user: User) -> bool:
     """Whether the user may approve jobs that need a second person (a right given per role)."""
-    if is_admin(user):
-        return True
-    return (
-        is_active(user)
-        and RoleSettings.objects.filter(role__in=user.groups.all(), may_approve=True).exists()
-    )
+    return standing(user).approver
 
 
 def may_approve(user: User, job: Job) -> bool:
@@ -240,10 +250,11 @@ def visible_jobs(user: User, jobs: QuerySet[Job]) -> QuerySet[Job]:
     """
     if not is_active(user):
         return jobs.none()
-    if is_admin(user) or is_manager(user):
+    roles = standing(user)
+    if roles.admin or roles.manager:
         return jobs
     visible = Q(created_by=user) | Q(pk__in=_shared_role_jobs(user))
-    if may_approve_jobs(user):
+    if roles.approver:
         visible |= Q(approval__isnull=False)
     return jobs.filter(visible)
 
@@ -256,29 +267,9 @@ def _shared_role_jobs(user: User) -> QuerySet:
 
 def may_read_audit(user: User) -> bool:
     """Managers and admins read the whole audit history."""
-    return is_admin(user) or is_manager(user)
+    return standing(user).reads_audit
 
 
 def may_administer(user: User) -> bool:
     """Only admins change operators, roles and grants."""
     return is_admin(user)
-
-
-@dataclass(frozen=True)
-class Navigation:
-    """Which role-dependent links a page shows; read in one query."""
-
-    administer: bool = False
-    approve: bool = False
-    audit: bool = False
-
-
-def navigation(user: User) -> Navigation:
-    if not is_active(user):
-        return Navigation()
-    rows = list(Group.objects.filter(user=user).values_list("name", "settings__may_approve"))
-    admin = user.is_superuser or any(name == ADMIN_ROLE for name, _ in rows)
-    manager = any(name == MANAGER_ROLE for name, _ in rows)
-    return Navigation(
-        administer=admin, approve=admin or any(flag for _, flag in rows), audit=admin or manager
-    )
