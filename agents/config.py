@@ -18,7 +18,7 @@ import yaml
 
 from agents.plugins.base import BACKEND_CHOICES
 from agents.protocol.destinations import validate_name
-from agents.protocol.transport import DEFAULT_HEARTBEATS, parse_brokers
+from agents.protocol.transport import DEFAULT_HEARTBEATS, TLSConfig, parse_brokers
 
 NRPE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
@@ -61,6 +61,11 @@ class NodeConfig:
     signing_key: str | None = None
     # How far in the future a request's msgtime may be (portal and node clocks differ a little).
     clock_skew: float = 30.0
+    # TLS to the brokers (their STOMP over TLS ports): the CA that signed the brokers'
+    # certificates, and this node's certificate and key (PEM). No tls_ca: plain STOMP.
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         for collective in self.collectives:
@@ -82,6 +87,17 @@ class NodeConfig:
         _check_nrpe_commands(self.nrpe_commands)
         if self.clock_skew < 0:
             raise ConfigError("clock_skew must not be negative")
+        if (self.tls_cert or self.tls_key) and not self.tls_ca:
+            raise ConfigError("tls_cert and tls_key need tls_ca (the CA of the brokers)")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("give tls_cert and tls_key together")
+
+    @property
+    def tls(self) -> TLSConfig | None:
+        """The TLS settings for the broker connection; None for plain STOMP."""
+        if not self.tls_ca:
+            return None
+        return TLSConfig(self.tls_ca, self.tls_cert, self.tls_key)
 
 
 def _check_nrpe_commands(commands: Any) -> None:
@@ -162,6 +178,12 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None) -> NodeConfi
     for key in ("policy_dir", "audit_log"):
         if raw.get(key):
             kwargs[key] = str((base / str(raw[key])).expanduser())
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        if raw.get(key):
+            path = (base / str(raw[key])).expanduser()
+            if not (path.is_file() and os.access(path, os.R_OK)):
+                raise ConfigError(f"{key}: {path} is not a readable file")
+            kwargs[key] = str(path)
     if "heartbeats" in raw:
         kwargs["heartbeats"] = tuple(int(x) for x in raw["heartbeats"])
     # Secrets may come from the environment so they stay out of the config file.

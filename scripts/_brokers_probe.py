@@ -10,8 +10,12 @@ With --all also:
              node subscribed with the matching selector (in that datacenter) receives it.
   acl        `node` SEND to /topic/mcollective.rpcutil.agent (with a receipt) gets an ERROR;
              `node` may send to its reply queue and registration topic; a bad password fails.
-  isolation  /topic/dc_a.rpcutil.agent and /queue/dc_a.nodes published on dc_a reach dc_a's
-             subscriber but never the NOC's or another datacenter's.
+  isolation  /topic/dc_a.rpcutil.agent and /queue/dc_a.nodes published at the NOC reach dc_a's
+             node but never a subscriber on another datacenter's broker.
+
+When the network was rendered with TLS, the round trip runs over STOMP over TLS with the
+client certificates the manifest names (so it proves the TLS ports and the TLS bridges); the
+other checks use the plain ports, when there are any.
 
 Reads the broker list from the network.json that deploy/activemq/render.py writes; passwords
 from the same SWITCHBOARD_AMQ_*_PASSWORD variables (development defaults otherwise).
@@ -93,10 +97,14 @@ def connect(
     on_message=None,
     password=None,
     timeout: float = 10.0,
+    tls: tuple[str, str, str] | None = None,
 ):
     conn = stomp.Connection12(
         [(host, port)], heartbeats=(0, 0), reconnect_attempts_max=1, timeout=timeout
     )
+    if tls:
+        ca, cert, key = tls
+        conn.set_ssl(for_hosts=[(host, port)], ca_certs=ca, cert_file=cert, key_file=key)
     rec = Recorder(label, on_message)
     conn.set_listener("rec", rec)
     conn.connect(
@@ -137,16 +145,20 @@ class Probe:
         self.dcs = [b for b in manifest["brokers"] if b["role"] == "datacenter"]
         self.noc = self.brokers["noc"]
         self.conns = []
+        self.tls = manifest.get("tls") or None
 
     def left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
 
-    def open(self, broker: dict, user: str, label: str, on_message=None):
+    def open(self, broker: dict, user: str, label: str, on_message=None, tls: bool = False):
         # the broker may still be starting: retry the TCP/STOMP connect until the deadline
         last = None
+        port, material = broker["stomp_port"], None
+        if tls or not port:  # no plain port: a --tls-only network
+            port, material = broker["stomp_ssl_port"], self.material(user)
         while True:
             try:
-                conn, rec = connect(self.host, broker["stomp_port"], user, label, on_message)
+                conn, rec = connect(self.host, port, user, label, on_message, tls=material)
                 self.conns.append(conn)
                 return conn, rec
             except (StompException, OSError) as exc:
@@ -154,6 +166,11 @@ class Probe:
             if self.left() <= 0:
                 raise SystemExit(f"probe: cannot connect to {broker['name']} as {user}: {last!r}")
             time.sleep(0.5)
+
+    def material(self, user: str) -> tuple[str, str, str]:
+        """(CA, client certificate, key) for ``user`` from the manifest's TLS section."""
+        client = self.tls["clients"]["node" if user == "node" else "portal"]
+        return self.tls["ca_file"], client["cert"], client["key"]
 
     def close(self):
         for c in self.conns:
@@ -163,11 +180,12 @@ class Probe:
     # ------------------------------------------------------------------ roundtrip
     def roundtrip(self, isolation_warmup=None) -> bool:
         reply_queue = f"/queue/mcollective.reply.probe_{os.getpid()}"
-        portal, prec = self.open(self.noc, "portal", "portal")
+        tls = bool(self.tls and self.tls.get("ca_file"))
+        portal, prec = self.open(self.noc, "portal", "portal", tls=tls)
         portal.subscribe(reply_queue, id="replies", ack="auto")
         for dc in self.dcs:
             responder = Responder(dc["name"])
-            conn, _rec = self.open(dc, "node", f"node-{dc['name']}", on_message=responder)
+            conn, _rec = self.open(dc, "node", f"node-{dc['name']}", on_message=responder, tls=tls)
             responder.conn = conn
             conn.subscribe("/topic/mcollective.rpcutil.agent", id="rpcutil", ack="auto")
         if isolation_warmup:
@@ -193,7 +211,8 @@ class Probe:
 
             if prec.wait_for(got, min(0.5, self.left())):
                 log(
-                    f"roundtrip ok: noc -> {', '.join(sorted(want))} -> noc in "
+                    f"roundtrip ok{' over TLS' if tls else ''}: noc -> "
+                    f"{', '.join(sorted(want))} -> noc in "
                     f"{(time.monotonic() - sent) * 1000:.0f} ms (attempt {n}, "
                     f"bridges ready after {time.monotonic() - t0:.1f}s)"
                 )
@@ -281,13 +300,15 @@ class Probe:
             )
             results.append(ok)
         try:
+            plain = self.noc["stomp_port"]
             connect(
                 self.host,
-                self.noc["stomp_port"],
+                plain or self.noc["stomp_ssl_port"],
                 "node",
                 "acl-badpw",
                 password="wrong",  # noqa: S106 - deliberately wrong
                 timeout=5.0,
+                tls=None if plain else self.material("node"),
             )
             log("acl FAILED: a wrong password was accepted")
             results.append(False)
@@ -298,37 +319,40 @@ class Probe:
 
     # ------------------------------------------------------------------ isolation
     def isolation_subscribe(self):
-        """Subscribe early (before the round trip) so any leak would have had time to form."""
+        """Subscribe early (before the round trip) so any leak would have had time to form.
+
+        The home datacenter's sub-collective has a node there; every other datacenter broker
+        gets an admin watcher on the same topic and queue (its node login may not even
+        subscribe: those ACL entries exist only at home and at the NOC).
+        """
         home = self.dcs[0]
         self.iso_home = home
         self.iso = {}
-        others = [self.noc] + [d for d in self.dcs if d is not home]
-        for b in [home, *others]:
-            user = "admin" if b is self.noc else "node"
+        coll = f"dc_{home['datacenter']}"
+        for b in self.dcs:
+            user = "node" if b is home else "admin"
             conn, rec = self.open(b, user, f"iso-{b['name']}")
-            coll = f"dc_{home['datacenter']}"
             conn.subscribe(f"/topic/{coll}.rpcutil.agent", id="t", ack="auto")
-            if b is not home:
-                # no local queue consumer at home: a leaky bridge would have to carry it
-                conn.subscribe(f"/queue/{coll}.nodes", id="q", ack="auto")
+            conn.subscribe(f"/queue/{coll}.nodes", id="q", ack="auto")
             self.iso[b["name"]] = rec
 
     def isolation(self) -> bool:
         home = self.iso_home
         coll = f"dc_{home['datacenter']}"
         time.sleep(1.0)  # more time for any (wrong) demand to cross the bridges
-        portal, _ = self.open(home, "portal", "iso-portal")
+        portal, _ = self.open(self.noc, "portal", "iso-portal")
         tag = uuid.uuid4().hex
         portal.send(f"/topic/{coll}.rpcutil.agent", f"t-{tag}", headers={"expires": expires()})
-        home_rec = self.iso[home["name"]]
-        ok_home = home_rec.wait_for(
-            lambda: any(b == f"t-{tag}" for _, b in home_rec.messages),
-            min(5.0, max(self.left(), 1.0)),
-        )
-        # queue: only remote consumers exist, so without the filter the bridge would carry it
+        # queue: the NOC has no local consumer, so every message goes to a bridge; without
+        # the filter some would go to the watchers in the other datacenters
         for _ in range(5):
             portal.send(f"/queue/{coll}.nodes", f"q-{tag}", headers={"expires": expires()})
-        time.sleep(2.0)
+        home_rec = self.iso[home["name"]]
+        ok_home = home_rec.wait_for(
+            lambda: sum(tag in b for _, b in home_rec.messages) == 6,
+            min(5.0, max(self.left(), 1.0)),
+        )
+        time.sleep(1.0)
         leaks = [
             name
             for name, rec in self.iso.items()
@@ -338,8 +362,8 @@ class Probe:
         watched = [n for n in self.iso if n != home["name"]]
         log(
             f"isolation {'ok' if ok else 'FAILED'}: /topic/{coll}.rpcutil.agent and "
-            f"/queue/{coll}.nodes from {home['name']} seen on {home['name']}={ok_home}; "
-            f"leaked to {leaks or 'none'} (watched: {', '.join(watched)})"
+            f"/queue/{coll}.nodes from the NOC all reached {home['name']}={ok_home}; "
+            f"leaked to {leaks or 'none'} (watched: {', '.join(watched) or 'no other datacenter'})"
         )
         return ok
 

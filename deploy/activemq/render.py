@@ -8,10 +8,15 @@ datacenter broker opens two duplex bridges (topics, queues) to the NOC.
     render.py --compose                               # rewrite deploy/activemq/rendered/
     render.py --check                                 # exit 1 if rendered/ is stale
     render.py --out DIR --host 0.0.0.0 --noc-address activemq-noc --datacenters a,b,c
+    render.py --out DIR --tls-dir var/tls [--tls-only]   # TLS (scripts/make-dev-ca layout)
 
 Port plan: broker i (noc = 0, then the datacenters in order) gets STOMP
 ``port_base + 3 + 10*i`` and OpenWire ``port_base + 6 + 10*i`` (port_base 62610:
-noc 62613/62616, dc_a 62623/62626, dc_b 62633/62636, ...).
+noc 62613/62616, dc_a 62623/62626, dc_b 62633/62636, ...). With TLS also STOMP over TLS
+``port_base + 4 + 10*i`` and OpenWire over TLS ``port_base + 7 + 10*i`` (noc 62614/62617,
+dc_a 62624/62627, ...); the bridges then dial the NOC's OpenWire TLS port, and every TLS port
+wants a client certificate from the same CA (mutual TLS). ``--tls-only`` leaves the plain
+ports out, as production should. See docs/tls.md.
 
 Passwords default to development values; override them with the environment variables
 SWITCHBOARD_AMQ_{PORTAL,NODE,BRIDGE,ADMIN}_PASSWORD. ``--compose`` and ``--check`` always
@@ -38,6 +43,9 @@ HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "activemq.xml.tmpl"
 LOG_CONFIGS = ("log4j.properties", "log4j2.properties")  # Debian: log4j 1.2; upstream: log4j2
 RENDERED = HERE / "rendered"
+# Where each compose container finds its own key store and the trust store (docker-compose.yml
+# mounts them from the dev CA's or production's TLS directory).
+COMPOSE_TLS_DIR = "/opt/apache-activemq/tls"
 
 DEFAULT_DATACENTERS = ("a", "b")
 DEFAULT_PORT_BASE = 62610
@@ -52,9 +60,20 @@ USERS = {
     "node": ("servers,everyone", "node-secret"),
 }
 PASSWORD_ENV = "SWITCHBOARD_AMQ_{}_PASSWORD"  # noqa: S105 - a variable name, not a secret
+# The PKCS12 key and trust stores' password: scripts/make-dev-ca's throw-away default unless set.
+STORE_PASSWORD_ENV = "SWITCHBOARD_AMQ_STORE_PASSWORD"  # noqa: S105 - a variable name
+DEV_STORE_PASSWORD = "switchboard-dev-store"  # noqa: S105 - the throw-away dev CA's stores
+CLIENT_CERTS = ("portal", "node")  # scripts/make-dev-ca: clients/<name>.pem and .key
 
 DC_NAME = re.compile(r"^[a-z][a-z0-9]*$")
 BRIDGE_RECONNECT = "initialReconnectDelay=200&maxReconnectDelay=5000&useExponentialBackOff=true"
+OPENWIRE_OPTIONS = "maximumConnections=1000&wireFormat.maxFrameSize=104857600"
+STOMP_OPTIONS = (
+    "transport.hbGracePeriodMultiplier=1.5&maximumConnections=10000"
+    "&wireFormat.maxFrameSize=10485760"
+)
+# Mutual TLS, as Choria: a client (node, portal, bridge) must show a certificate from the CA.
+NEED_CLIENT_AUTH = "transport.needClientAuth=true"
 
 
 @dataclass
@@ -64,8 +83,61 @@ class Broker:
     datacenter: str | None
     service: str  # docker-compose service name
     host: str  # listen address
-    stomp_port: int
-    openwire_port: int
+    stomp_port: int | None  # None: TLS only
+    openwire_port: int | None
+    stomp_ssl_port: int | None = None  # None: no TLS on this broker
+    openwire_ssl_port: int | None = None
+
+
+@dataclass(frozen=True)
+class TLS:
+    """Where each broker finds its PKCS12 stores, their password, and whether plain ports stay.
+
+    ``keystore`` may hold ``{name}`` (the broker's name); the files themselves are made by
+    scripts/make-dev-ca (development) or by the operator from a production CA (docs/tls.md).
+    """
+
+    keystore: str
+    truststore: str
+    store_password: str
+    tls_only: bool = False
+    dir: str | None = None  # the TLS directory, for the manifest (clients find the CA there)
+
+    @classmethod
+    def from_dir(cls, tls_dir: Path, store_password: str, tls_only: bool = False) -> TLS:
+        """The scripts/make-dev-ca layout: brokers/<name>.p12 and truststore.p12."""
+        tls_dir = tls_dir.resolve()
+        return cls(
+            keystore=str(tls_dir / "brokers" / "{name}.p12"),
+            truststore=str(tls_dir / "truststore.p12"),
+            store_password=store_password,
+            tls_only=tls_only,
+            dir=str(tls_dir),
+        )
+
+    def manifest(self) -> dict:
+        out = {"dir": self.dir, "tls_only": self.tls_only, "need_client_auth": True}
+        if self.dir:
+            base = Path(self.dir)
+            out["ca_file"] = str(base / "ca.pem")
+            out["clients"] = {
+                name: {"cert": str(base / "clients" / f"{name}.pem"),
+                       "key": str(base / "clients" / f"{name}.key")}
+                for name in CLIENT_CERTS
+            }  # fmt: skip
+        return out
+
+    def keystore_for(self, broker: Broker) -> str:
+        return self.keystore.replace("{name}", broker.name)
+
+    def missing(self, brokers: list[Broker]) -> list[str]:
+        paths = [self.truststore, *(self.keystore_for(b) for b in brokers)]
+        return [p for p in paths if not Path(p).is_file()]
+
+
+def store_password(use_env: bool = True) -> str:
+    value = os.environ.get(STORE_PASSWORD_ENV, "") if use_env else ""
+    return value or DEV_STORE_PASSWORD
 
 
 def password_env_name(user: str) -> str:
@@ -85,21 +157,26 @@ def env_overrides() -> list[str]:
     return [password_env_name(u) for u in USERS if os.environ.get(password_env_name(u))]
 
 
-def plan(datacenters, host: str, port_base: int = DEFAULT_PORT_BASE) -> list[Broker]:
-    brokers = [Broker("noc", "noc", None, "activemq-noc", host, port_base + 3, port_base + 6)]
-    for i, dc in enumerate(datacenters, start=1):
-        brokers.append(
-            Broker(
-                f"dc_{dc}",
-                "datacenter",
-                dc,
-                f"activemq-dc-{dc}",
-                host,
-                port_base + 3 + 10 * i,
-                port_base + 6 + 10 * i,
-            )
+def plan(
+    datacenters, host: str, port_base: int = DEFAULT_PORT_BASE, tls: bool = False
+) -> list[Broker]:
+    names = [("noc", "noc", None, "activemq-noc")] + [
+        (f"dc_{dc}", "datacenter", dc, f"activemq-dc-{dc}") for dc in datacenters
+    ]
+    return [
+        Broker(
+            name,
+            role,
+            dc,
+            service,
+            host,
+            port_base + 3 + 10 * i,
+            port_base + 6 + 10 * i,
+            port_base + 4 + 10 * i if tls else None,
+            port_base + 7 + 10 * i if tls else None,
         )
-    return brokers
+        for i, (name, role, dc, service) in enumerate(names)
+    ]
 
 
 def collectives(datacenters) -> list[str]:
@@ -113,7 +190,15 @@ def _entry(kind: str, dest: str, read: str, write: str, admin: str) -> str:
     )
 
 
-def authorization_entries(datacenters) -> str:
+def broker_collectives(broker: Broker, datacenters) -> list[str]:
+    """The collectives a broker carries: all at the NOC; a datacenter's own sub-collective and
+    the main one at a datacenter broker, so dc_b's broker refuses dc_a's destinations."""
+    if broker.role == "noc":
+        return collectives(datacenters)
+    return ["mcollective", f"dc_{broker.datacenter}"]
+
+
+def authorization_entries(collective_names) -> str:
     full = "admins,bridges"
     lines = [
         "              <!-- admin and bridge: everything. -->",
@@ -124,7 +209,7 @@ def authorization_entries(datacenters) -> str:
         "              <!-- Portal-internal topics. -->",
         _entry("topic", "switchboard.channels.>", "clients", "clients", "clients"),
     ]
-    for c in collectives(datacenters):
+    for c in collective_names:
         lines += [
             f"              <!-- Collective {c}: requests (clients write, servers read),",
             "                   directed requests, replies (servers write, the client reads),",
@@ -152,9 +237,18 @@ def network_connectors(
 ) -> str:
     if broker.role == "noc":
         return ""  # the datacenter brokers dial in; their bridges are duplex
-    uri = f"static:(tcp://{noc_address}:{noc.openwire_port})?{BRIDGE_RECONNECT}"
-    dc_topics = "\n".join(f'          <topic physicalName="dc_{dc}.>"/>' for dc in datacenters)
-    dc_queues = "\n".join(f'          <queue physicalName="dc_{dc}.>"/>' for dc in datacenters)
+    if noc.openwire_ssl_port:
+        # The broker's sslContext serves the bridge too: its certificate is the client one,
+        # and the NOC's certificate must name noc_address (ActiveMQ checks the host name).
+        target = f"ssl://{noc_address}:{noc.openwire_ssl_port}"
+    else:
+        target = f"tcp://{noc_address}:{noc.openwire_port}"
+    uri = f"static:({target})?{BRIDGE_RECONNECT}"
+    # Another datacenter's sub-collective never crosses this link: its traffic goes only
+    # between its own datacenter and the NOC (the portal's jobs in dc_<x>).
+    others = [dc for dc in datacenters if dc != broker.datacenter]
+    dc_topics = "".join(f'\n          <topic physicalName="dc_{dc}.>"/>' for dc in others)
+    dc_queues = "".join(f'\n          <queue physicalName="dc_{dc}.>"/>' for dc in others)
 
     def connector(kind: str, conduit: str, excluded: str) -> str:
         return (
@@ -173,12 +267,98 @@ def network_connectors(
     return (
         "\n"
         "    <!-- Star: two duplex bridges to the NOC, one for topics and one for queues.\n"
-        "         Datacenter sub-collectives (dc_*.) never cross a bridge. -->\n"
+        "         Another datacenter's sub-collective (dc_<other>.) never crosses them. -->\n"
         "    <networkConnectors>\n"
-        + connector("topics", "true", '          <queue physicalName=">"/>\n' + dc_topics)
+        + connector("topics", "true", '          <queue physicalName=">"/>' + dc_topics)
         + "\n"
-        + connector("queues", "false", '          <topic physicalName=">"/>\n' + dc_queues)
+        + connector("queues", "false", '          <topic physicalName=">"/>' + dc_queues)
         + "\n    </networkConnectors>\n"
+    )
+
+
+def transport_connectors(broker: Broker, host: str) -> str:
+    """The <transportConnector> lines: plain and/or TLS, by the ports the plan gave."""
+    lines = []
+
+    def add(comment: str, name: str, uri: str) -> None:
+        lines.append(f"      <!-- {comment} -->")
+        lines.append(f'      <transportConnector name="{name}" uri={quoteattr(uri)}/>')
+
+    if broker.openwire_port:
+        add(
+            "OpenWire: broker-to-broker bridges only.",
+            "openwire",
+            f"tcp://{host}:{broker.openwire_port}?{OPENWIRE_OPTIONS}",
+        )
+    if broker.openwire_ssl_port:
+        add(
+            "OpenWire over TLS: the bridges; the dialling broker shows its own certificate.",
+            "openwire-ssl",
+            f"ssl://{host}:{broker.openwire_ssl_port}?{NEED_CLIENT_AUTH}&{OPENWIRE_OPTIONS}",
+        )
+    if broker.stomp_port:
+        add(
+            "STOMP over NIO: portal and nodes. Heart-beat grace of 1.5 x the negotiated interval.",
+            "stomp",
+            f"stomp+nio://{host}:{broker.stomp_port}?{STOMP_OPTIONS}",
+        )
+    if broker.stomp_ssl_port:
+        add(
+            "STOMP over TLS (NIO): portal and nodes, each with a client certificate.",
+            "stomp-ssl",
+            f"stomp+nio+ssl://{host}:{broker.stomp_ssl_port}?{NEED_CLIENT_AUTH}&{STOMP_OPTIONS}",
+        )
+    return "\n".join(lines)
+
+
+def ssl_context(broker: Broker, tls: TLS | None) -> str:
+    if tls is None:
+        return ""
+    password = quoteattr(tls.store_password)
+    return (
+        "\n"
+        "    <!-- TLS: this broker's key and certificate chain (key store) and the CA(s) it\n"
+        "         trusts for client and bridge certificates (trust store), both PKCS12.\n"
+        "         Rotation: docs/tls.md. -->\n"
+        "    <sslContext>\n"
+        f"      <sslContext keyStore={quoteattr(tls.keystore_for(broker))} "
+        f'keyStorePassword={password} keyStoreType="pkcs12"\n'
+        f"                  trustStore={quoteattr(tls.truststore)} "
+        f'trustStorePassword={password} trustStoreType="pkcs12"/>\n'
+        "    </sslContext>\n"
+    )
+
+
+def listening_text(broker: Broker) -> str:
+    def pair(kind: str, plain: int | None, tls: int | None) -> str:
+        parts = [f"{kind} {plain}"] if plain else []
+        parts += [f"{kind} over TLS {tls}"] if tls else []
+        return " and ".join(parts)
+
+    return (
+        pair("STOMP", broker.stomp_port, broker.stomp_ssl_port)
+        + " (nodes, portal),\n  "
+        + pair("OpenWire", broker.openwire_port, broker.openwire_ssl_port)
+        + " (bridges)"
+    )
+
+
+def tls_text(tls: TLS | None) -> str:
+    """The header's TLS paragraph (inside an XML comment: never two dashes in a row)."""
+    if tls is None:
+        return (
+            "TLS: off; plain TCP, so keep these ports on loopback or a trusted network\n"
+            "  (render.py renders TLS when given a TLS directory: docs/tls.md)."
+        )
+    if tls.tls_only:
+        return (
+            "TLS only: every connection shows a certificate from the CA in the trust store\n"
+            "  (mutual TLS) as well as its login; the bridges dial the NOC over TLS."
+        )
+    return (
+        "TLS: the TLS ports want a certificate from the CA in the trust store (mutual TLS)\n"
+        "  as well as the login; the bridges dial the NOC over TLS. The plain ports stay open\n"
+        "  for loopback development and tests: production renders them out (TLS only)."
     )
 
 
@@ -204,12 +384,15 @@ def render(
     port_base: int,
     passwords: dict[str, str],
     password_origin: str,
+    tls: TLS | None = None,
 ) -> list[Broker]:
-    validate(datacenters, passwords)
+    validate(datacenters, passwords | ({"(key stores)": tls.store_password} if tls else {}))
     template = string.Template(TEMPLATE.read_text(encoding="utf-8"))
-    brokers = plan(datacenters, host, port_base)
+    brokers = plan(datacenters, host, port_base, tls=tls is not None)
+    if tls is not None and tls.tls_only:
+        for b in brokers:
+            b.stomp_port = b.openwire_port = None
     noc = brokers[0]
-    entries = authorization_entries(datacenters)
     users = users_block(passwords)
     for b in brokers:
         role_text = (
@@ -221,14 +404,16 @@ def render(
             broker_name=b.name,
             role_text=role_text,
             host=host,
-            stomp_port=b.stomp_port,
-            openwire_port=b.openwire_port,
+            listening=listening_text(b),
+            tls_text=tls_text(tls),
             password_origin=password_origin,
             network_connectors=network_connectors(
                 b, noc, noc_address, datacenters, passwords["bridge"]
             ),
             users=users,
-            authorization_entries=entries,
+            authorization_entries=authorization_entries(broker_collectives(b, datacenters)),
+            ssl_context=ssl_context(b, tls),
+            transport_connectors=transport_connectors(b, host),
         )
         conf = out / b.name / "conf"
         conf.mkdir(parents=True, exist_ok=True)
@@ -242,6 +427,9 @@ def render(
         "noc_address": noc_address,
         "brokers": [asdict(b) for b in brokers],
         "users": {u: g.split(",")[0] for u, (g, _dev) in USERS.items()},
+        # Where clients find the CA and their certificates (scripts/make-dev-ca's layout);
+        # no password. None: no TLS.
+        "tls": None if tls is None else tls.manifest(),
     }
     (out / "network.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return brokers
@@ -256,6 +444,11 @@ def render_compose(out: Path) -> list[Broker]:
         DEFAULT_PORT_BASE,
         credentials(use_env=False),
         "development defaults: production must re-render with real secrets",
+        TLS(
+            keystore=f"{COMPOSE_TLS_DIR}/broker.p12",
+            truststore=f"{COMPOSE_TLS_DIR}/truststore.p12",
+            store_password=DEV_STORE_PASSWORD,
+        ),
     )
 
 
@@ -313,17 +506,32 @@ def main(argv=None) -> int:
         "--port-base",
         type=int,
         default=DEFAULT_PORT_BASE,
-        help="STOMP = base+3+10*i, OpenWire = base+6+10*i (default 62610)",
+        help="STOMP = base+3+10*i, OpenWire = base+6+10*i, with TLS also STOMP over TLS = "
+        "base+4+10*i, OpenWire over TLS = base+7+10*i (default 62610)",
+    )
+    ap.add_argument(
+        "--tls-dir",
+        type=Path,
+        help="TLS material in scripts/make-dev-ca's layout (brokers/<name>.p12, "
+        "truststore.p12, ca.pem, clients/): adds the TLS connectors, bridges over TLS",
+    )
+    ap.add_argument(
+        "--tls-only",
+        action="store_true",
+        help="with --tls-dir: leave the plain STOMP and OpenWire ports out (production)",
     )
     args = ap.parse_args(argv)
+    if args.tls_only and not args.tls_dir:
+        ap.error("--tls-only needs --tls-dir")
 
     if args.check:
         return check()
     if args.compose:
-        if env_overrides():
+        ignored = env_overrides() + [STORE_PASSWORD_ENV] * bool(os.environ.get(STORE_PASSWORD_ENV))
+        if ignored:
             print(
                 "render.py: --compose ignores "
-                + ", ".join(env_overrides())
+                + ", ".join(ignored)
                 + " (the committed copies keep development passwords)",
                 file=sys.stderr,
             )
@@ -343,14 +551,36 @@ def main(argv=None) -> int:
         if overridden
         else "development defaults: production must re-render with real secrets"
     )
+    tls = None
+    if args.tls_dir:
+        tls = TLS.from_dir(args.tls_dir, store_password(), args.tls_only)
+        missing = tls.missing(plan(datacenters, args.host, args.port_base))
+        if missing:
+            raise SystemExit(
+                "render.py: TLS material missing: " + ", ".join(missing)
+                + f" (scripts/make-dev-ca {args.tls_dir} makes a development set)"
+            )  # fmt: skip
     brokers = render(
-        args.out, datacenters, args.host, noc_address, args.port_base, credentials(), origin
+        args.out, datacenters, args.host, noc_address, args.port_base, credentials(), origin, tls
     )
     print(
-        f"rendered {len(brokers)} brokers into {args.out}: "
-        + ", ".join(f"{b.name} stomp {b.stomp_port} openwire {b.openwire_port}" for b in brokers)
+        f"rendered {len(brokers)} brokers into {args.out}: " + ", ".join(map(ports_text, brokers))
     )
     return 0
+
+
+def ports_text(b: Broker) -> str:
+    ports = [
+        f"{kind} {port}"
+        for kind, port in (
+            ("stomp", b.stomp_port),
+            ("stomp+ssl", b.stomp_ssl_port),
+            ("openwire", b.openwire_port),
+            ("openwire+ssl", b.openwire_ssl_port),
+        )
+        if port
+    ]
+    return f"{b.name} " + " ".join(ports)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 import stomp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from agents.protocol import (
     CONTENT_TYPE_JSON,
@@ -42,6 +43,7 @@ from agents.protocol.security import (
     open_reply,
     seal_request,
 )
+from agents.protocol.transport import TLSConfig
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class BrokerSettings:
     collective: str
     connect_timeout: float = 5.0
     signing_key: str | None = None
+    tls: TLSConfig | None = None  # None: plain STOMP
 
     @classmethod
     def from_django(cls) -> BrokerSettings:
@@ -68,7 +71,19 @@ class BrokerSettings:
             collective=settings.SWITCHBOARD_COLLECTIVE,
             connect_timeout=settings.SWITCHBOARD_CONNECT_TIMEOUT,
             signing_key=str(settings.SWITCHBOARD_SIGNING_KEY),
+            tls=tls_from_django(),
         )
+
+
+def tls_from_django() -> TLSConfig | None:
+    """STOMP_TLS_CA, STOMP_TLS_CERT, STOMP_TLS_KEY as a TLSConfig; None when none is set."""
+    ca, cert, key = settings.STOMP_TLS_CA, settings.STOMP_TLS_CERT, settings.STOMP_TLS_KEY
+    if not (ca or cert or key):
+        return None
+    try:
+        return TLSConfig(ca, cert or None, key or None)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"STOMP_TLS_CA, STOMP_TLS_CERT, STOMP_TLS_KEY: {exc}") from exc
 
 
 @functools.cache
@@ -174,6 +189,7 @@ class BrokerGateway:
             self.config.login,
             self.config.passcode,
             timeout=self.config.connect_timeout,
+            tls=self.config.tls,
         )
         self._connection.set_listener("replies", self._listener)
         self._connection.subscribe(destination=self.reply_to, id="replies", ack="auto")

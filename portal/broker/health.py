@@ -13,7 +13,7 @@ import stomp
 from django.utils import timezone
 
 from agents.protocol import BrokerUnavailable
-from agents.protocol.transport import connect, parse_brokers
+from agents.protocol.transport import TLSConfig, connect, parse_brokers
 from portal.broker.gateway import BrokerSettings
 from portal.broker.models import BrokerLink
 
@@ -22,10 +22,17 @@ logger = logging.getLogger(__name__)
 PROBE_TIMEOUT = 3.0
 
 
-def probe(host: str, port: int, login: str, passcode: str, timeout: float = PROBE_TIMEOUT) -> str:
-    """ "" when the broker accepts the portal's login, otherwise why not."""
+def probe(
+    host: str,
+    port: int,
+    login: str,
+    passcode: str,
+    timeout: float = PROBE_TIMEOUT,
+    tls: TLSConfig | None = None,
+) -> str:
+    """ "" when the broker accepts the portal's login (over TLS with ``tls``), otherwise why not."""
     try:
-        connection = connect([(host, port)], login, passcode, timeout=timeout)
+        connection = connect([(host, port)], login, passcode, timeout=timeout, tls=tls)
     except BrokerUnavailable as exc:
         return str(exc) or "no STOMP answer"
     except (OSError, stomp.exception.StompException) as exc:
@@ -43,7 +50,7 @@ def check_brokers(config: BrokerSettings | None = None) -> list[BrokerLink]:
     rows = []
     for host, port in parse_brokers(config.brokers):
         address = f"{host}:{port}"
-        error = probe(host, port, config.login, config.passcode)
+        error = probe(host, port, config.login, config.passcode, tls=config.tls)
         rows.append(record_state(address, error))
     BrokerLink.objects.exclude(address__in=[row.address for row in rows]).delete()
     return rows

@@ -19,7 +19,14 @@ from typing import Any
 import stomp
 from channels.layers import InMemoryChannelLayer
 
-from agents.protocol import BrokerUnavailable, connect, format_brokers, parse_brokers
+from agents.protocol import (
+    BrokerUnavailable,
+    SubscriptionConfirmer,
+    connect,
+    format_brokers,
+    parse_brokers,
+)
+from agents.protocol.transport import TLSConfig
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +62,18 @@ class StompChannelLayer(InMemoryChannelLayer):
         login: str = "",
         passcode: str = "",
         connect_timeout: float = 5.0,
+        tls_ca: str = "",
+        tls_cert: str = "",
+        tls_key: str = "",
         **kwargs: Any,
     ) -> None:
+        """``tls_*``: PEM files for the brokers' STOMP over TLS ports (as STOMP_TLS_*)."""
         super().__init__(**kwargs)
         self.brokers = parse_brokers(brokers)
         self.login = login
         self.passcode = passcode
         self.connect_timeout = connect_timeout
+        self.tls = TLSConfig(tls_ca, tls_cert or None, tls_key or None) if tls_ca else None
         # Re-entrant: stomp.py may call on_disconnected from inside a connect attempt.
         self._lock = threading.RLock()
         # After a failed connect, publishing fails fast for a while instead of waiting for
@@ -69,6 +81,7 @@ class StompChannelLayer(InMemoryChannelLayer):
         self._down_until = 0.0
         self._connection: stomp.Connection | None = None
         self._subscribed: set[str] = set()
+        self._confirmer = SubscriptionConfirmer()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- connection ------------------------------------------------------------------------------
@@ -83,7 +96,8 @@ class StompChannelLayer(InMemoryChannelLayer):
                         self.brokers,
                         self.login,
                         self.passcode,
-                        listeners={"channel-layer": listener},
+                        listeners={"channel-layer": listener, "confirm": self._confirmer},
+                        tls=self.tls,
                         timeout=self.connect_timeout,
                     )
                 except BrokerUnavailable:
@@ -130,9 +144,19 @@ class StompChannelLayer(InMemoryChannelLayer):
         if group not in self._subscribed:
             conn = await asyncio.to_thread(self._ensure_connection)
             with self._lock:
-                if group not in self._subscribed:
-                    self._subscribed.add(group)
-                    self._subscribe(conn, group)
+                if group in self._subscribed:
+                    return
+                self._subscribed.add(group)
+                self._subscribe(conn, group)
+            # The consumer sends its snapshot once this returns: a frame published after the
+            # snapshot was read must find the subscription in place, so wait for the broker.
+            try:
+                await asyncio.to_thread(
+                    self._confirmer.confirm, conn, self.connect_timeout, f"the group {group}"
+                )
+            except BrokerUnavailable as exc:
+                # The browser's resume (by reply id) still fills any gap on its next connect.
+                logger.warning("channel layer: %s", exc)
 
     async def group_discard(self, group: str, channel: str) -> None:
         await super().group_discard(group, channel)

@@ -148,6 +148,7 @@ class RegistrationConsumer:
             self.config.login or None,
             self.config.passcode or None,
             timeout=self.config.connect_timeout,
+            tls=self.config.tls,
             listeners={
                 "registrations": _RegistrationListener(self),
                 "confirm": self._confirmer,

@@ -1,0 +1,106 @@
+"""Talking to the broker network as the portal does, without a portal: for the tests that
+check the brokers themselves (failover, TLS, sub-collectives, restarts)."""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import stomp
+
+from agents.filters import Filter
+from agents.protocol import Request, broadcast_topic, connect, reply_queue, request_headers
+from agents.protocol.security import SigningKey, open_reply, seal_request
+from agents.protocol.transport import TLSConfig
+from tests.conftest import port_open, require_service
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+# The local ActiveMQ network (scripts/brokers up): the portal's NOC broker and one per datacenter.
+ACTIVEMQ_PORTS = {"noc": 62613, "dc_a": 62623, "dc_b": 62633}
+NOC, DC_A, DC_B = (("127.0.0.1", ACTIVEMQ_PORTS[name]) for name in ("noc", "dc_a", "dc_b"))
+
+
+def require_network() -> None:
+    """Skip (or, in CI, fail) unless the three brokers of the local network answer."""
+    require_service(
+        "The ActiveMQ network",
+        all(port_open(*address) for address in (NOC, DC_A, DC_B)),
+        "start it with `scripts/brokers up`",
+    )
+
+
+def brokers(*args: str, check: bool = True) -> int:
+    """``scripts/brokers ARGS`` (kill, start, probe...); its exit code."""
+    command = [str(BASE_DIR / "scripts" / "brokers"), *args]
+    return subprocess.run(command, check=check, timeout=180).returncode
+
+
+class Inbox(stomp.ConnectionListener):
+    """Every message body and ERROR frame a connection receives, in order."""
+
+    def __init__(self) -> None:
+        self.bodies: queue.Queue[str] = queue.Queue()
+        self.errors: queue.Queue[str] = queue.Queue()
+
+    def on_message(self, frame: Any) -> None:
+        self.bodies.put(frame.body)
+
+    def on_error(self, frame: Any) -> None:
+        self.errors.put(frame.headers.get("message", ""))
+
+
+def eventually(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+    """True as soon as ``check()`` is, False if it never was within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def publish_signed(
+    conn: stomp.Connection, request: Request, key: SigningKey, reply_to: str
+) -> None:
+    """Broadcast ``request`` on its agent's topic, signed, with its replies to ``reply_to``."""
+    conn.send(
+        broadcast_topic(request.collective, request.agent),
+        seal_request(request, key),
+        headers=request_headers(reply_to, request.msgtime, request.ttl),
+    )
+
+
+def ping(
+    broker: tuple[str, int],
+    login: str,
+    passcode: str,
+    identity: str,
+    key: SigningKey,
+    *,
+    tls: TLSConfig | None = None,
+    timeout: float = 3.0,
+) -> list[str]:
+    """Publish a signed ``rpcutil ping`` for ``identity`` at ``broker``; who answered in time."""
+    inbox = Inbox()
+    conn = connect([broker], login, passcode, tls=tls, listeners={"inbox": inbox})
+    try:
+        reply_to = reply_queue("mcollective", f"ping_{time.monotonic_ns()}")
+        conn.subscribe(reply_to, id="replies", ack="auto")
+        request = Request.new(
+            collective="mcollective",
+            agent="rpcutil",
+            action="ping",
+            callerid="user=integration-test",
+            filter=Filter(identity=[identity]),
+        )
+        publish_signed(conn, request, key, reply_to)
+        try:
+            return [open_reply(inbox.bodies.get(timeout=timeout))[0].senderid]
+        except queue.Empty:
+            return []
+    finally:
+        conn.disconnect()
