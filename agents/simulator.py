@@ -32,7 +32,7 @@ from agents.daemon import NodeDaemon
 from agents.filters import Node
 from agents.plugins.base import BACKEND_SIMULATED
 from agents.protocol.security import SigningKey, TrustedKeys
-from agents.protocol.transport import format_brokers, parse_brokers
+from agents.protocol.transport import TLSConfig, format_brokers, parse_brokers
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,7 @@ class Simulator:
         datacenters: dict[str, list[tuple[str, int]]] | None = None,
         seed: int = 0,
         collective: str = "mcollective",
+        sub_collectives: bool = False,
         login: str | None = None,
         passcode: str | None = None,
         identity_prefix: str = "node",
@@ -174,6 +175,7 @@ class Simulator:
         sign_replies: bool = True,
         shard: int = 0,
         shards: int = 1,
+        tls: TLSConfig | None = None,
     ) -> None:
         """With ``trusted_keys`` (PEM files or directories) the nodes obey only requests
         signed by those keys; without, they accept unsigned requests (a lab fleet).
@@ -182,6 +184,12 @@ class Simulator:
         instead of a pool each, so a broadcast does not start a thread per node (on a small
         machine, 1,000 new threads at once starve the heart-beat threads); a slow action on
         one node (``echo sleep``) then delays the others.
+
+        ``tls``: every node dials its brokers over TLS with this CA and client certificate
+        (the brokers' STOMP over TLS ports).
+
+        ``sub_collectives``: each node also joins its datacenter's sub-collective
+        ``dc_<datacenter>`` (twice the subscriptions per node).
 
         ``shard``/``shards``: run only this slice of the ``count``-node fleet (see
         ``shard_range``); the facts of every node are still drawn in order, so a node is the
@@ -212,7 +220,7 @@ class Simulator:
                 identity=identity,
                 facts=facts,
                 classes=classes,
-                collectives=[collective],
+                collectives=[collective, f"dc_{dc}"] if sub_collectives else [collective],
                 main_collective=collective,
                 brokers=datacenters[dc],
                 login=login,
@@ -224,6 +232,9 @@ class Simulator:
                 # machine; no audit log either (audit_log stays None) unless a caller sets one.
                 backend=BACKEND_SIMULATED,
                 require_signatures=bool(trusted_keys),
+                tls_ca=tls.ca_file if tls else None,
+                tls_cert=tls.cert_file if tls else None,
+                tls_key=tls.key_file if tls else None,
             )
             # The daemon builds its own agents, so each simulated backend keeps that node's state.
             # Each node has its own key, kept in memory: it signs replies and is registered.
@@ -314,10 +325,15 @@ def _shard_argv(args: argparse.Namespace, shard: int, shards: int) -> list[str]:
     ]  # fmt: skip
     if args.brokers:
         argv += ["--brokers", args.brokers]
+    if args.sub_collectives:
+        argv.append("--sub-collectives")
     for value in args.dc:
         argv += ["--dc", value]
     for key in args.trusted_key:
         argv += ["--trusted-key", key]
+    for option in ("tls_ca", "tls_cert", "tls_key"):
+        if getattr(args, option):
+            argv += [f"--{option.replace('_', '-')}", getattr(args, option)]
     return argv
 
 
@@ -424,6 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--collective", default="mcollective")
+    parser.add_argument(
+        "--sub-collectives",
+        action="store_true",
+        help="every node also joins its datacenter's sub-collective dc_<NAME>",
+    )
     parser.add_argument("--login", default=os.environ.get("SWITCHBOARD_NODE_LOGIN"))
     parser.add_argument("--passcode", default=os.environ.get("SWITCHBOARD_NODE_PASSCODE"))
     parser.add_argument("--identity-prefix", default="node")
@@ -453,6 +474,22 @@ def main(argv: list[str] | None = None) -> int:
         type=parse_shard,
         help="I/K: run only slice I of K of the fleet (what --processes starts)",
     )
+    parser.add_argument(
+        "--tls-ca",
+        default=os.environ.get("SWITCHBOARD_NODE_TLS_CA"),
+        help="dial the brokers over TLS: the CA of their certificates (PEM); their STOMP over "
+        "TLS ports go in --brokers/--dc",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        default=os.environ.get("SWITCHBOARD_NODE_TLS_CERT"),
+        help="with --tls-ca: the nodes' client certificate (PEM)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        default=os.environ.get("SWITCHBOARD_NODE_TLS_KEY"),
+        help="with --tls-ca: the key of --tls-cert (PEM)",
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper())
@@ -473,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         datacenters = _parse_dc(args.dc) if args.dc else None
         if datacenters is None and not args.brokers:
             parser.error("give --brokers or at least one --dc")
+        if (args.tls_cert or args.tls_key) and not args.tls_ca:
+            parser.error("--tls-cert and --tls-key need --tls-ca")
         if args.processes > 1:
             return run_shards(args, datacenters or {"dc1": parse_brokers(args.brokers)}, stop)
         shard, shards = args.shard or (0, 1)
@@ -482,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             datacenters=datacenters,
             seed=args.seed,
             collective=args.collective,
+            sub_collectives=args.sub_collectives,
             login=args.login,
             passcode=args.passcode,
             identity_prefix=args.identity_prefix,
@@ -490,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             worker_threads=args.worker_threads,
             shard=shard,
             shards=shards,
+            tls=TLSConfig(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None,
         )
     except (ValueError, OSError, argparse.ArgumentTypeError) as exc:
         parser.error(str(exc))

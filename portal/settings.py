@@ -165,6 +165,11 @@ STOMP_BROKERS = env_str("STOMP_BROKERS", "127.0.0.1:61613")
 EMBEDDED_BROKER = env_bool("SWITCHBOARD_EMBEDDED_BROKER", not os.environ.get("STOMP_BROKERS"))
 STOMP_LOGIN = env_str("STOMP_LOGIN", "")
 STOMP_PASSCODE = env_str("STOMP_PASSCODE", "")
+# TLS to the brokers (their STOMP over TLS ports, docs/tls.md): the CA that signed the brokers'
+# certificates, and the portal's client certificate and key (PEM). Empty: plain STOMP.
+STOMP_TLS_CA = env_str("STOMP_TLS_CA", "")
+STOMP_TLS_CERT = env_str("STOMP_TLS_CERT", "")
+STOMP_TLS_KEY = env_str("STOMP_TLS_KEY", "")
 SWITCHBOARD_CONNECT_TIMEOUT = env_float("SWITCHBOARD_CONNECT_TIMEOUT", 5.0)
 # The portal's Ed25519 key: every request is signed with it; nodes trust its public half
 # (the same path + ".pub"). Created on first use when missing.
@@ -172,6 +177,13 @@ SWITCHBOARD_SIGNING_KEY = Path(
     env_str("SWITCHBOARD_SIGNING_KEY", str(VAR_DIR / "keys" / "portal.pem"))
 )
 SWITCHBOARD_COLLECTIVE = env_str("SWITCHBOARD_COLLECTIVE", "mcollective")
+# Sub-collectives a job may be sent in instead of the main collective: one per datacenter,
+# whose traffic the broker network keeps between that datacenter and the NOC (docs/operations.md).
+SWITCHBOARD_SUB_COLLECTIVES = [
+    name.strip()
+    for name in env_str("SWITCHBOARD_SUB_COLLECTIVES", "dc_a,dc_b").split(",")
+    if name.strip() and name.strip() != SWITCHBOARD_COLLECTIVE
+]
 SWITCHBOARD_DISCOVERY_TIMEOUT = env_float("SWITCHBOARD_DISCOVERY_TIMEOUT", 2.0)
 # "inventory" (the nodes' registrations, no waiting) or "broadcast" (ping the nodes with the
 # filter for SWITCHBOARD_DISCOVERY_TIMEOUT, as MCollective's default). Inventory is the
@@ -235,6 +247,9 @@ else:
                 "login": STOMP_LOGIN,
                 "passcode": STOMP_PASSCODE,
                 "connect_timeout": SWITCHBOARD_CONNECT_TIMEOUT,
+                "tls_ca": STOMP_TLS_CA,
+                "tls_cert": STOMP_TLS_CERT,
+                "tls_key": STOMP_TLS_KEY,
             },
         }
     }

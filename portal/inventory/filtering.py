@@ -57,6 +57,7 @@ _COLUMNS = {
     "classes": "classes",
     "agents": "agents",
     "identity": "identity",
+    "collectives": "collectives",
 }
 
 
@@ -142,6 +143,13 @@ def _name_q(kind: str, value: str, vendor: str) -> Q:
     if not regex:
         return Q(**{f"{column}__contains": [value]})
     return Q(NodePredicate(_PG_NAME_REGEX_SQL % column, (kind, to_postgres(value[1:-1]))))
+
+
+def collective_q(name: str, vendor: str) -> Q:
+    """Nodes that registered as members of the collective ``name`` (an exact name)."""
+    if vendor == "sqlite":
+        return Q(NodePredicate("switchboard_name_matches(%s, {collectives})", (name,)))
+    return Q(collectives__contains=[name])
 
 
 # -- facts -----------------------------------------------------------------------------------

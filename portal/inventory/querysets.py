@@ -11,7 +11,7 @@ from django.db import connections, models
 from django.utils import timezone
 
 from agents.filters import Filter
-from portal.inventory.filtering import filter_q
+from portal.inventory.filtering import collective_q, filter_q
 from portal.inventory.search import SEARCH_FIELDS
 
 # Three missed registrations at the nodes' default 300 s interval.
@@ -77,6 +77,13 @@ class NodeQuerySet(models.QuerySet):
         if filter.is_empty():
             return self.all()
         return self.filter(filter_q(filter, connections[self.db].vendor))
+
+    def of_collective(self, name: str | None) -> NodeQuerySet:
+        """The nodes a request in collective ``name`` can reach: every node for the main
+        collective (the one they all register in), only its members for a sub-collective."""
+        if not name or name == settings.SWITCHBOARD_COLLECTIVE:
+            return self.all()
+        return self.filter(collective_q(name, connections[self.db].vendor))
 
     def stale(self) -> NodeQuerySet:
         """Nodes not heard from for ``SWITCHBOARD_NODE_STALE_AFTER`` seconds."""

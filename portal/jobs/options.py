@@ -27,6 +27,11 @@ class OptionsError(ValueError):
         self.errors = errors
 
 
+def collectives() -> list[str]:
+    """The main collective first, then the sub-collectives a job may be sent in."""
+    return [settings.SWITCHBOARD_COLLECTIVE, *settings.SWITCHBOARD_SUB_COLLECTIVES]
+
+
 @dataclass(frozen=True)
 class ExecutionOptions:
     """Validated execution options; the defaults run on every matching node at once."""
@@ -37,6 +42,7 @@ class ExecutionOptions:
     limit: str = ""  # "" (no limit), "25" nodes or "10%" of the discovered ones
     limit_seed: int | None = None  # makes the limited choice reproducible
     ttl: int = 60  # seconds a request stays valid on its way to the nodes
+    collective: str = ""  # "" for the main collective, else one of the sub-collectives
 
     @classmethod
     def default(cls) -> ExecutionOptions:
@@ -77,6 +83,11 @@ class ExecutionOptions:
         elif match and match.group(2) and int(match.group(1)) > 100:
             errors["options.limit"] = "a percentage must be at most 100%"
         seed = raw.get("limit_seed")
+        collective = str(raw.get("collective") or "").strip()
+        if collective == settings.SWITCHBOARD_COLLECTIVE:
+            collective = ""
+        elif collective and collective not in settings.SWITCHBOARD_SUB_COLLECTIVES:
+            errors["options.collective"] = "must be one of " + ", ".join(collectives())
         options = cls(
             discovery=discovery,
             batch_size=number("batch_size", int, 0, 1_000_000),
@@ -84,6 +95,7 @@ class ExecutionOptions:
             limit=limit.replace(" ", ""),
             limit_seed=None if seed in (None, "") else number("limit_seed", int, 0, 2**31),
             ttl=number("ttl", int, 1, MAX_TTL),
+            collective=collective,
         )
         if errors:
             raise OptionsError(errors)
@@ -91,6 +103,11 @@ class ExecutionOptions:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def target_collective(self) -> str:
+        """The collective the job's requests are sent in."""
+        return self.collective or settings.SWITCHBOARD_COLLECTIVE
 
     def choose(self, discovered: Sequence[str]) -> list[str]:
         """The nodes to act on: all discovered, or the limited, seeded-random choice.

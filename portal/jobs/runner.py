@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
@@ -74,7 +74,8 @@ def run_job(job_id: int, on_progress: ProgressCallback | None = None) -> Job | N
     if permit.scopes and permit.scope_text != job.scope:
         narrow_to_scope(job, permit)
     try:
-        with BrokerGateway(BrokerSettings.from_django()) as gateway:
+        broker_settings = replace(BrokerSettings.from_django(), collective=job.collective)
+        with BrokerGateway(broker_settings) as gateway:
             _discover_and_collect(job, gateway, progress)
     except BrokerUnavailable as exc:
         finish_job(job, Job.Status.FAILED, f"message broker unavailable: {exc}")
@@ -97,7 +98,7 @@ def _discover_and_collect(
         roles=roles_of(job.created_by),
     )
     if job.discovery_method == "inventory":
-        discovered = discover_from_inventory(Filter.from_dict(job.filter))
+        discovered = discover_from_inventory(Filter.from_dict(job.filter), job.collective)
     else:
         discovered = gateway.discover(
             job.filter,
@@ -160,9 +161,15 @@ class Caller:
     roles: list[str]
 
 
-def discover_from_inventory(job_filter: Filter) -> list[str]:
-    """Identities of the fresh inventory nodes the filter matches, read from the database."""
-    return sorted(Node.objects.matching(job_filter).fresh().values_list("identity", flat=True))
+def discover_from_inventory(job_filter: Filter, collective: str | None = None) -> list[str]:
+    """Identities of the fresh inventory nodes the filter matches, read from the database;
+    only the members of ``collective`` when it is a sub-collective."""
+    return sorted(
+        Node.objects.matching(job_filter)
+        .fresh()
+        .of_collective(collective)
+        .values_list("identity", flat=True)
+    )
 
 
 def registered_keys(identities: Sequence[str]) -> dict[str, Ed25519PublicKey]:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
@@ -184,7 +183,10 @@ def estimate_targets(job_filter: Filter, options: ExecutionOptions) -> TargetEst
     """
     try:
         rows = dict(
-            Node.objects.matching(job_filter).fresh().values_list("identity", "facts__datacenter")
+            Node.objects.matching(job_filter)
+            .fresh()
+            .of_collective(options.target_collective)
+            .values_list("identity", "facts__datacenter")
         )
     except UnsupportedFilter as exc:
         raise JobRequestError({"filter": str(exc)}) from exc
@@ -232,7 +234,7 @@ def submit_job(
             filter=permit.effective_filter.to_dict(),
             scope=permit.scope_text,
             reason=reason,
-            collective=settings.SWITCHBOARD_COLLECTIVE,
+            collective=options.target_collective,
             timeout=available_agents()[agent].timeout,
             discovery_method=options.discovery,
             options=options.as_dict(),

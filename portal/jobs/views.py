@@ -16,7 +16,7 @@ from agents.ddl import AgentDDL
 from portal.jobs import approvals
 from portal.jobs.forms import JobFormData
 from portal.jobs.models import Job
-from portal.jobs.options import DISCOVERY_METHODS
+from portal.jobs.options import DISCOVERY_METHODS, collectives
 from portal.jobs.services import (
     JobForbidden,
     JobRequestError,
@@ -87,6 +87,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
     context = {
         "agents": runnable_agents(request.user),
         "discovery_methods": DISCOVERY_METHODS,
+        "collectives": collectives(),
         "data": data,
         "errors": errors,
         "general_errors": {k: v for k, v in errors.items() if not k.startswith("inputs.")},

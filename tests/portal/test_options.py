@@ -27,6 +27,7 @@ def test_defaults_run_everything_at_once() -> None:
         "limit": "",
         "limit_seed": None,
         "ttl": 60,
+        "collective": "",
     }
     assert options.batches(["a", "b", "c"]) == [["a", "b", "c"]]
 

@@ -80,6 +80,7 @@ class Command(BaseCommand):
                     simulated_datacenters(),
                     options["nodes"],
                     trusted_key=public_path(settings.SWITCHBOARD_SIGNING_KEY),
+                    sub_collectives=True,
                 )
                 stack.start_asgi(sup, options["host"], options["port"])
             except ChildFailed as exc:

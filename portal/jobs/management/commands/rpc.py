@@ -61,6 +61,9 @@ class Command(BaseCommand):
         parser.add_argument("--limit", "--limit-nodes", dest="limit", default="", help="N or N%%")
         parser.add_argument("--limit-seed", dest="limit_seed", default="")
         parser.add_argument("--ttl", dest="ttl", default="", help="request TTL in seconds")
+        parser.add_argument(
+            "-T", "--target", dest="collective", default="", help="send in this sub-collective"
+        )
         parser.add_argument("--user", default="admin", help="the operator the job runs as")
         parser.add_argument("--reason", default="", help="why: a reason or ticket reference")
         parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
@@ -99,6 +102,7 @@ class Command(BaseCommand):
                         "limit",
                         "limit_seed",
                         "ttl",
+                        "collective",
                     )
                     if options[name] != ""
                 },
