@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import stomp
@@ -75,10 +76,21 @@ class _Listener(stomp.ConnectionListener):
         self.daemon.submit(dict(frame.headers), frame.body)
 
     def on_error(self, frame: Any) -> None:
-        log.warning("%s: broker error: %s", self.daemon.identity, frame.headers.get("message"))
+        self.daemon.broker_error(frame.headers.get("message") or frame.body or "ERROR frame")
 
     def on_disconnected(self) -> None:
         self.daemon.connection_lost()
+
+
+@dataclass
+class BrokerState:
+    """What the node knows of its broker link: logged on every change, read by rpcutil."""
+
+    connected: bool = False
+    broker: str = ""  # host:port of the broker it is (or was last) connected to
+    since: float = 0.0  # when ``connected`` last changed (epoch seconds)
+    last_error: str = ""  # why the link last failed: refused login, ERROR frame, closed
+    reconnects: int = 0
 
 
 class NodeDaemon:
@@ -130,6 +142,8 @@ class NodeDaemon:
         self._confirmer = SubscriptionConfirmer()
         self._reconnecting = threading.Lock()
         self._conn: stomp.Connection | None = None
+        self._broker_state = BrokerState(since=time.time())
+        self._frame_error = ""  # the last ERROR frame's message, until the link goes down
         self._register_thread: threading.Thread | None = None
         self._serving = False  # only a started daemon reconnects on its own
 
@@ -145,10 +159,15 @@ class NodeDaemon:
             self.config.brokers,
             heartbeats=self.config.heartbeats,
             timeout=self.config.connect_timeout,
+            tls=self.config.tls,
         )
         self._conn.set_listener("node", _Listener(self))
         self._conn.set_listener("confirm", self._confirmer)
-        self._connect_and_subscribe()
+        try:
+            self._connect_and_subscribe()
+        except BrokerUnavailable as exc:
+            self._link_down(str(exc))
+            raise
         self._serving = True
         self.publish_registration()
         if register_periodically and self.config.register_interval > 0:
@@ -186,6 +205,38 @@ class NodeDaemon:
         with self._lock:
             self._counts[name] += 1
 
+    def broker_state(self) -> dict[str, Any]:
+        """A snapshot of the broker link: connected or not, to which broker, since when, why."""
+        with self._lock:
+            return asdict(self._broker_state)
+
+    def broker_error(self, message: str) -> None:
+        """An ERROR frame: a refused login, a refused subscription or send. The broker
+        usually closes the connection after it; the reconnect loop then backs off."""
+        log.warning("%s: the broker sent an ERROR frame: %s", self.identity, message)
+        with self._lock:
+            self._frame_error = message
+
+    def _link_up(self) -> None:
+        conn = self._conn
+        where = conn.transport.current_host_and_port if conn is not None else None
+        with self._lock:
+            state = self._broker_state
+            state.connected, state.since = True, time.time()
+            state.broker = format_brokers([where]) if where else ""
+
+    def _link_down(self, reason: str) -> None:
+        with self._lock:
+            state = self._broker_state
+            if state.connected:
+                state.connected, state.since = False, time.time()
+            # An ERROR frame names the cause better than the closed socket or the missing
+            # receipt that follows it.
+            frame_error, self._frame_error = self._frame_error, ""
+            if frame_error:
+                reason = f"the broker said: {frame_error}" + (f" ({reason})" if reason else "")
+            state.last_error = reason or "the connection was closed"
+
     def _connect_and_subscribe(self) -> None:
         assert self._conn is not None
         conn = self._conn
@@ -217,12 +268,18 @@ class NodeDaemon:
         self._confirmer.confirm(
             conn, self.config.connect_timeout, f"{self.identity}'s subscriptions"
         )
+        self._link_up()
 
     def connection_lost(self) -> None:
         """Called by the listener when the connection drops: reconnect in the background."""
         if self._stopping.is_set() or not self._serving:
             return
-        log.warning("%s: lost the broker connection; reconnecting", self.identity)
+        self._link_down("")
+        log.warning(
+            "%s: lost the broker connection: %s; reconnecting",
+            self.identity,
+            self._broker_state.last_error,
+        )
         threading.Thread(
             target=self._reconnect_loop, name=f"reconnect-{self.identity}", daemon=True
         ).start()
@@ -236,10 +293,17 @@ class NodeDaemon:
                 try:
                     self._connect_and_subscribe()
                     self._count("reconnects")
-                    log.info("%s: reconnected and resubscribed", self.identity)
+                    with self._lock:
+                        self._broker_state.reconnects += 1
+                    log.info(
+                        "%s: reconnected to %s and resubscribed",
+                        self.identity,
+                        self._broker_state.broker,
+                    )
                     self.publish_registration()
                     return
                 except BrokerUnavailable as exc:
+                    self._link_down(str(exc))
                     log.warning("%s: %s; retrying in %.2f s", self.identity, exc, delay)
                     self._stopping.wait(delay)
                     delay = min(delay * 2, 30.0)
@@ -374,6 +438,7 @@ class NodeDaemon:
             version=__version__,
             started_at=self.started_at,
             stats=self.stats(),
+            broker=self.broker_state(),
             request=request,
         )
 
@@ -401,7 +466,9 @@ class NodeDaemon:
             conn.send(reply_to, body, content_type=CONTENT_TYPE_JSON)
             self._count("replies")
         except Exception as exc:
-            log.warning("%s: reply to %s not sent: %s", self.identity, request.requestid, exc)
+            # stomp.py's "not connected" carries no message: say what the link was doing.
+            why = str(exc) or f"{type(exc).__name__} ({self._broker_state.last_error or 'no link'})"
+            log.warning("%s: reply to %s not sent: %s", self.identity, request.requestid, why)
 
     def _wire(self, reply: Reply) -> str:
         """The reply's wire text: sealed with this node's key when it has one."""

@@ -63,6 +63,7 @@ class ActionContext:
     version: str
     started_at: float
     stats: Mapping[str, int | float] = field(default_factory=dict)
+    broker: Mapping[str, Any] = field(default_factory=dict)  # the daemon's BrokerState
     request: Request | None = None
 
 

@@ -81,4 +81,7 @@ class RpcutilAgent(Agent):
         stats = dict(ctx.stats)
         stats["starttime"] = ctx.started_at
         stats["version"] = ctx.version
+        stats["broker"] = ctx.broker.get("broker", "")
+        stats["broker_since"] = ctx.broker.get("since", 0)
+        stats["broker_error"] = ctx.broker.get("last_error", "")
         return stats
