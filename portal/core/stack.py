@@ -1,12 +1,15 @@
 """The processes of a running Switchboard: broker, Celery worker, simulated nodes, ASGI server.
 
 ``manage.py demo`` starts all four for the embedded profile; the integration tests start the
-ones a test needs, against whichever profile the environment selects.
+ones a test needs, against whichever profile the environment selects. ``wrap`` is put before
+a child's command line, e.g. ``("ip", "netns", "exec", NAME)`` to run it in a network
+namespace (tests/integration/netns.py).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from portal.core.supervisor import Child, Supervisor
@@ -25,11 +28,14 @@ def start_embedded_broker(sup: Supervisor, host: str, port: int) -> Child:
     return child
 
 
-def start_worker(sup: Supervisor, env: dict[str, str] | None = None) -> Child:
+def start_worker(
+    sup: Supervisor, env: dict[str, str] | None = None, wrap: Sequence[str] = ()
+) -> Child:
     """A real Celery worker for the portal's tasks (threads: each job mostly waits on I/O)."""
     child = sup.start(
         "worker",
         [
+            *wrap,
             PYTHON,
             "-m",
             "celery",
@@ -51,10 +57,14 @@ def start_worker(sup: Supervisor, env: dict[str, str] | None = None) -> Child:
     return child
 
 
-def start_registration_consumer(sup: Supervisor, env: dict[str, str] | None = None) -> Child:
+def start_registration_consumer(
+    sup: Supervisor, env: dict[str, str] | None = None, wrap: Sequence[str] = ()
+) -> Child:
     """Keeps the node inventory up to date from the nodes' registration messages."""
     child = sup.start(
-        "registrations", [PYTHON, str(BASE_DIR / "manage.py"), "consume_registrations"], env=env
+        "registrations",
+        [*wrap, PYTHON, str(BASE_DIR / "manage.py"), "consume_registrations"],
+        env=env,
     )
     sup.wait_for_log(child, "registration consumer ready")
     return child
@@ -72,6 +82,8 @@ def start_simulator(
     identity_prefix: str = "",
     processes: int = 1,
     worker_threads: int = 0,
+    sub_collectives: bool = False,
+    wrap: Sequence[str] = (),
 ) -> Child:
     """``count`` simulated nodes split between ``datacenters`` (name -> its broker list).
 
@@ -82,7 +94,7 @@ def start_simulator(
     ``worker_threads`` > 0 gives each process one action pool of that size instead of a pool
     per node (a thread per node fewer).
     """
-    argv = [PYTHON, "-m", "agents.simulator", "--count", str(count), "--seed", str(seed)]
+    argv = [*wrap, PYTHON, "-m", "agents.simulator", "--count", str(count), "--seed", str(seed)]
     for name, brokers in datacenters.items():
         argv += ["--dc", f"{name}={brokers}"]
     if identity_prefix:
@@ -91,6 +103,8 @@ def start_simulator(
         argv += ["--processes", str(processes)]
     if worker_threads > 0:
         argv += ["--worker-threads", str(worker_threads)]
+    if sub_collectives:
+        argv.append("--sub-collectives")  # each node also joins dc_<its datacenter>
     if trusted_key is not None:
         argv += ["--trusted-key", str(trusted_key)]
     # The credentials go through the environment, which the simulator reads, not argv.
@@ -101,11 +115,20 @@ def start_simulator(
     return child
 
 
-def start_asgi(sup: Supervisor, host: str, port: int, env: dict[str, str] | None = None) -> Child:
-    """The ASGI server (daphne) for pages, the API and WebSockets."""
+def start_asgi(
+    sup: Supervisor,
+    host: str,
+    port: int,
+    env: dict[str, str] | None = None,
+    wrap: Sequence[str] = (),
+) -> Child:
+    """The ASGI server (daphne) for pages, the API and WebSockets.
+
+    Readiness is a connection to ``host:port`` from the calling thread's network namespace.
+    """
     child = sup.start(
         "asgi",
-        [PYTHON, "-m", "daphne", "-b", host, "-p", str(port), "portal.asgi:application"],
+        [*wrap, PYTHON, "-m", "daphne", "-b", host, "-p", str(port), "portal.asgi:application"],
         env=env,
     )
     sup.wait_for_port(child, host, port)

@@ -14,19 +14,23 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import redis
 import requests
 from websockets.sync.client import connect as ws_connect
 
 from agents.protocol.security import SigningKey, public_path
 from portal.core import stack
 from portal.core.supervisor import Supervisor
+from tests.conftest import port_open, require_service
+from tests.integration.wire import ACTIVEMQ_PORTS, require_network
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 PASSWORD = "integration-test-pw"
@@ -179,9 +183,57 @@ def embedded_stack(
             nodes,
             seed=7,
             trusted_key=portal_public_key(tmp),
+            sub_collectives=True,
         )
         portal.wait_for_inventory(nodes)
         yield portal
+
+
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def require_production_services() -> None:
+    """The ActiveMQ network, PostgreSQL and Redis, as ``activemq_portal`` needs them."""
+    require_network()
+    require_service("PostgreSQL", port_open("127.0.0.1", 5432), "expected on 127.0.0.1:5432")
+    require_service("Redis", port_open("127.0.0.1", 6379), "expected on 127.0.0.1:6379")
+
+
+@contextmanager
+def activemq_portal(
+    sup: Supervisor,
+    tmp: Path,
+    redis_url: str,
+    env: dict[str, str] | None = None,
+    users: tuple[str, ...] = ("noc",),
+) -> Iterator[PortalStack]:
+    """The production parts: a portal on the NOC broker with a fresh PostgreSQL database and
+    Redis database ``redis_url`` (flushed), yielded once started; the database is dropped after.
+
+    The caller checks that the services run (``require_production_services``) and starts
+    the nodes.
+    """
+    database = f"switchboard_it_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+    redis.Redis.from_url(redis_url).flushdb()
+    try:
+        yield start_portal(
+            sup,
+            tmp,
+            {
+                "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
+                "REDIS_URL": redis_url,
+                "STOMP_BROKERS": f"127.0.0.1:{ACTIVEMQ_PORTS['noc']}",
+                "STOMP_LOGIN": "portal",
+                "STOMP_PASSCODE": "portal-secret",
+                **(env or {}),
+            },
+            users,
+        )
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def expected_by_fact(inventory: dict[str, dict[str, Any]], fact: str, value: str) -> set[str]:

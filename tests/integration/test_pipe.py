@@ -13,27 +13,25 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-import redis
 
 from portal.core import stack
 from portal.core.supervisor import Supervisor
 from portal.jobs.options import ExecutionOptions
-from tests.conftest import port_open, require_service
 from tests.integration.harness import (
+    ACTIVEMQ_PORTS,
     BASE_DIR,
     PortalStack,
+    activemq_portal,
     embedded_stack,
     expected_by_fact,
     free_port,
     portal_public_key,
     replies_from_messages,
-    start_portal,
+    require_production_services,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -41,8 +39,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 NODE_COUNT = 40
 # The pipe is checked as admin (every node, unscoped); the demo's noc is scoped (see below).
 PIPE_USER = "admin"
-ACTIVEMQ = {"noc": 62613, "dc_a": 62623, "dc_b": 62633}
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_TEST_URL = "redis://127.0.0.1:6379/7"
 
 
@@ -51,42 +47,26 @@ def _embedded(tmp: Path) -> Iterator[PortalStack]:
 
 
 def _activemq(tmp: Path) -> Iterator[PortalStack]:
-    brokers_up = all(port_open("127.0.0.1", port) for port in ACTIVEMQ.values())
-    require_service("The ActiveMQ network", brokers_up, "start it with `scripts/brokers up`")
-    require_service("PostgreSQL", port_open("127.0.0.1", 5432), "expected on 127.0.0.1:5432")
-    require_service("Redis", port_open("127.0.0.1", 6379), "expected on 127.0.0.1:6379")
-    database = f"switchboard_it_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
-    redis.Redis.from_url(REDIS_TEST_URL).flushdb()
-    try:
-        with Supervisor(tmp / "logs") as sup:
-            portal = start_portal(
-                sup,
-                tmp,
-                {
-                    "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
-                    "REDIS_URL": REDIS_TEST_URL,
-                    "STOMP_BROKERS": f"127.0.0.1:{ACTIVEMQ['noc']}",
-                    "STOMP_LOGIN": "portal",
-                    "STOMP_PASSCODE": "portal-secret",
-                },
-                users=(PIPE_USER,),
-            )
-            stack.start_simulator(
-                sup,
-                {"a": f"127.0.0.1:{ACTIVEMQ['dc_a']}", "b": f"127.0.0.1:{ACTIVEMQ['dc_b']}"},
-                NODE_COUNT,
-                seed=7,
-                login="node",
-                passcode="node-secret",
-                trusted_key=portal_public_key(tmp),
-            )
-            portal.wait_for_inventory(NODE_COUNT)
-            yield portal
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    require_production_services()
+    with (
+        Supervisor(tmp / "logs") as sup,
+        activemq_portal(sup, tmp, REDIS_TEST_URL, users=(PIPE_USER,)) as portal,
+    ):
+        stack.start_simulator(
+            sup,
+            {
+                "a": f"127.0.0.1:{ACTIVEMQ_PORTS['dc_a']}",
+                "b": f"127.0.0.1:{ACTIVEMQ_PORTS['dc_b']}",
+            },
+            NODE_COUNT,
+            seed=7,
+            login="node",
+            passcode="node-secret",
+            trusted_key=portal_public_key(tmp),
+            sub_collectives=True,
+        )
+        portal.wait_for_inventory(NODE_COUNT)
+        yield portal
 
 
 @pytest.fixture(
@@ -237,6 +217,29 @@ def test_inventory_discovery_targets_the_registered_nodes(
     result = json.loads(output)
     assert result["discovered"] == len(expected)
     assert {reply["identity"] for reply in result["replies"]} == expected
+
+
+@pytest.mark.parametrize("discovery", ["broadcast", "inventory"])
+def test_a_sub_collective_job_reaches_only_its_datacenter(
+    portal: PortalStack, inventory: dict, discovery: str
+) -> None:
+    """In ``dc_a`` the job's requests, discovery pings and replies travel on dc_a's topics and
+    queues: every node of datacenter a answers and no node of b (on ActiveMQ, b's broker never
+    carries them: tests/integration/test_subcollective.py)."""
+    portal.wait_for_inventory(NODE_COUNT)
+    datacenter_a = expected_by_fact(inventory, "datacenter", "a")
+    assert 0 < len(datacenter_a) < NODE_COUNT
+    output = portal.manage(
+        "rpc", "rpcutil", "ping", "-T", "dc_a", "--dm", discovery, "--user", PIPE_USER, "--json",
+    )  # fmt: skip
+    result = json.loads(output)
+    assert result["status"] == "completed"
+    assert result["discovered"] == len(datacenter_a)
+    assert {reply["identity"] for reply in result["replies"]} == datacenter_a
+    assert portal.stored_replies(result["job"]) == datacenter_a
+    assert portal.query("SELECT collective FROM jobs_job WHERE id = %s", result["job"]) == [
+        ("dc_a",)
+    ]
 
 
 def test_the_demo_noc_reaches_only_its_scope_and_may_not_stop_services(
