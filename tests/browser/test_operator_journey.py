@@ -116,7 +116,11 @@ def test_ping_by_fact_streams_replies_live(
     expect(page.locator('fieldset[data-action="rpcutil.ping"]')).to_be_visible()
     # Broadcast discovery (from the form's options) pings first and takes its timeout, so the
     # page is connected before the replies come: they must then arrive as live frames.
-    page.get_by_text("Options: discovery, batches, limit").click()
+    page.get_by_text("Options: collective, discovery, batches, limit").click()
+    # Every node (the main collective) unless a datacenter's sub-collective is chosen.
+    expect(page.locator("#option-collective option")).to_have_text(
+        ["mcollective (every node)", "dc_a", "dc_b"]
+    )
     page.locator("#option-discovery").select_option("broadcast")
     frames = _record_websocket_frames(page)
     job_id = _submit_expecting_job(page)
