@@ -278,8 +278,11 @@
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const resume = seq > 0 ? "?after=" + seq : "";
     const socket = new WebSocket(scheme + location.host + "/ws/jobs/" + jobId + "/" + resume);
-    socket.onopen = () => { streamState.textContent = "live"; retryDelay = 500; };
+    socket.onopen = () => { streamState.textContent = "live"; };
     socket.onmessage = (event) => {
+      // The back-off starts over only once the server has answered (its snapshot): a server
+      // that accepts the socket and then drops it is not hammered every half second.
+      retryDelay = 500;
       apply(JSON.parse(event.data));
       if (finished) streamState.textContent = "finished";
     };
@@ -291,7 +294,7 @@
       if (finished) return;
       streamState.textContent = "disconnected; reconnecting…";
       setTimeout(connect, retryDelay);
-      retryDelay = Math.min(retryDelay * 2, 10000);
+      retryDelay = Math.min(retryDelay * 2, 5000);
     };
   }
 
