@@ -132,6 +132,28 @@ class PortalStack:
             time.sleep(0.2)
         assert len(self.stored_nodes()) >= count, "the nodes did not all register in time"
 
+    def submit(self, payload: dict[str, Any]) -> int:
+        """POST /api/jobs/ with the stack's token; the new job's id (201 asserted)."""
+        response = self.api("POST", "/api/jobs/", json=payload)
+        assert response.status_code == 201, response.text
+        return int(response.json()["id"])
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        """GET /api/jobs/<id>/: status, counts, replies, no_response."""
+        response = self.api("GET", f"/api/jobs/{job_id}/")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def finished(self, job_id: int, timeout: float = 60) -> dict[str, Any]:
+        """The job once it has finished (asserted within ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["finished"]:
+                return job
+            assert time.monotonic() < deadline, f"job {job_id} still {job['status']}: {job}"
+            time.sleep(0.3)
+
     def stored_nodes(self) -> dict[str, dict[str, Any]]:
         """The inventory as stored: identity -> facts."""
         rows = self.query("SELECT identity, facts FROM inventory_node")
@@ -234,6 +256,32 @@ def activemq_portal(
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def reply_identities(job: dict[str, Any]) -> set[str]:
+    """Who replied, from a job as the API returns it."""
+    return {reply["identity"] for reply in job["replies"]}
+
+
+@dataclass
+class PrefixedFleet:
+    """A running portal and the identity prefix of one test's simulated nodes: on the shared
+    ActiveMQ network other tests' nodes may register into this portal's inventory too."""
+
+    portal: PortalStack
+    prefix: str
+
+    @property
+    def filter(self) -> str:
+        return f"identity:/^{self.prefix}/"
+
+    def nodes(self, datacenter: str | None = None) -> set[str]:
+        """This fleet's nodes in the inventory: of one datacenter (fact), or all."""
+        return {
+            identity
+            for identity, facts in self.portal.stored_nodes().items()
+            if identity.startswith(self.prefix) and datacenter in (None, facts.get("datacenter"))
+        }
 
 
 def expected_by_fact(inventory: dict[str, dict[str, Any]], fact: str, value: str) -> set[str]:

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -31,11 +30,13 @@ from tests.conftest import port_open
 from tests.integration.harness import (
     ACTIVEMQ_PORTS,
     PortalStack,
+    PrefixedFleet,
     activemq_portal,
     portal_public_key,
+    reply_identities,
     require_production_services,
 )
-from tests.integration.wire import brokers
+from tests.integration.wire import brokers, eventually
 
 pytestmark = [
     pytest.mark.integration,
@@ -60,24 +61,8 @@ ECHO_TIMEOUT = shipped_ddl("echo").timeout
 
 
 @dataclass
-class Fleet:
-    """The running portal and this test's nodes (the network is shared: other tests' nodes
-    may register into this portal's inventory too, so only the prefix's count)."""
-
-    portal: PortalStack
-    prefix: str
-
-    @property
-    def filter(self) -> str:
-        return f"identity:/^{self.prefix}/"
-
-    def nodes(self, datacenter: str | None = None) -> set[str]:
-        """This test's nodes in the inventory: of one group (datacenter fact), or all."""
-        return {
-            identity
-            for identity, facts in self.portal.stored_nodes().items()
-            if identity.startswith(self.prefix) and datacenter in (None, facts.get("datacenter"))
-        }
+class Fleet(PrefixedFleet):
+    """This test's nodes, in three groups (their datacenter fact: a, b, c)."""
 
     def seen_since(self, moment: datetime) -> set[str]:
         """This test's nodes whose registration the portal stored after ``moment``."""
@@ -106,7 +91,7 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
                 identity_prefix=prefix,
             )
             running = Fleet(portal, prefix)
-            assert _eventually(lambda: len(running.nodes()) == len(GROUPS) * PER_GROUP, 60)
+            assert eventually(lambda: len(running.nodes()) == len(GROUPS) * PER_GROUP, 60)
             portal.login(USER)
             yield running
     finally:
@@ -122,9 +107,9 @@ def test_a_running_job_rides_out_the_loss_of_a_datacenter_broker(fleet: Fleet) -
     assert len(in_a) == len(in_b) == len(in_c) == PER_GROUP
     ping = {"agent": "rpcutil", "action": "ping", "filter": fleet.filter}
     # The bridges carry the nodes' subscriptions to the NOC: every node answers.
-    before = _finished(portal, _submit(portal, ping))
+    before = portal.finished(portal.submit(ping))
     assert before["status"] == "completed", before
-    assert _identities(before) == in_a | in_b | in_c
+    assert reply_identities(before) == in_a | in_b | in_c
 
     sleep = {
         "agent": "echo",
@@ -133,24 +118,24 @@ def test_a_running_job_rides_out_the_loss_of_a_datacenter_broker(fleet: Fleet) -
         "filter": fleet.filter,
     }
     submitted_at = time.monotonic()
-    running = _submit(portal, sleep)
+    running = portal.submit(sleep)
     # Once the request is published the nodes get it within milliseconds; a second later
     # they are all sleeping, with 4 s to go.
-    assert _eventually(lambda: _requestid(portal, running) != "", 30)
+    assert eventually(lambda: _requestid(portal, running) != "", 30)
     time.sleep(1.0)
-    assert not _job(portal, running)["finished"]
+    assert not portal.job(running)["finished"]
     killed_in_db = _db_now(portal)
     brokers("kill", "dc_a")
 
     # The job waits for c's nodes until its collect deadline, then ends: not "running" for
     # ever, and not failed (the NOC link is fine; only some nodes did not answer).
-    finished = _finished(portal, running, timeout=ECHO_TIMEOUT + 30)
+    finished = portal.finished(running, timeout=ECHO_TIMEOUT + 30)
     took = time.monotonic() - submitted_at
     assert finished["status"] == "completed", finished
     assert ECHO_TIMEOUT <= took < ECHO_TIMEOUT + 10, f"the job took {took:.1f} s"
     # None of b's replies is lost; a's nodes answered through dc_b once they had failed over
     # (a reply goes out on the node's connection as it is when the action ends).
-    assert _identities(finished) == in_a | in_b
+    assert reply_identities(finished) == in_a | in_b
     assert all(reply["statuscode"] == 0 for reply in finished["replies"]), finished["replies"]
     assert {reply["data"]["slept"] for reply in finished["replies"]} == {SLEEP_SECONDS}
     assert portal.stored_replies(running) == in_a | in_b
@@ -165,26 +150,21 @@ def test_a_running_job_rides_out_the_loss_of_a_datacenter_broker(fleet: Fleet) -
     }
 
     # a's nodes registered again after the kill: through dc_b, the only broker left to them.
-    assert _eventually(lambda: in_a <= fleet.seen_since(killed_in_db), 60), (
+    assert eventually(lambda: in_a <= fleet.seen_since(killed_in_db), 60), (
         f"not registered again since dc_a died: {sorted(in_a - fleet.seen_since(killed_in_db))}"
     )
     # The next job reaches every node of a and b, a's through dc_b's broker; c's nodes are
     # still cut off.
-    after = _finished(portal, _submit(portal, ping))
+    after = portal.finished(portal.submit(ping))
     assert after["status"] == "completed", after
-    assert _identities(after) == in_a | in_b
+    assert reply_identities(after) == in_a | in_b
     assert sorted(after["no_response"]) == sorted(in_c)
-    links = _finished(
-        portal,
-        _submit(
-            portal,
-            {
-                "agent": "rpcutil",
-                "action": "daemon_stats",
-                "filter": f"{fleet.filter} and not datacenter=c",
-            },
-        ),
-    )
+    stats_job = {
+        "agent": "rpcutil",
+        "action": "daemon_stats",
+        "filter": f"{fleet.filter} and not datacenter=c",
+    }
+    links = portal.finished(portal.submit(stats_job))
     assert links["status"] == "completed", links
     stats = {reply["identity"]: reply["data"] for reply in links["replies"]}
     assert set(stats) == in_a | in_b
@@ -198,18 +178,6 @@ def test_a_running_job_rides_out_the_loss_of_a_datacenter_broker(fleet: Fleet) -
     )
 
 
-def _submit(portal: PortalStack, payload: dict[str, Any]) -> int:
-    response = portal.api("POST", "/api/jobs/", json=payload)
-    assert response.status_code == 201, response.text
-    return int(response.json()["id"])
-
-
-def _job(portal: PortalStack, job_id: int) -> dict[str, Any]:
-    response = portal.api("GET", f"/api/jobs/{job_id}/")
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def _requestid(portal: PortalStack, job_id: int) -> str:
     """The request id the runner records just before it publishes the request."""
     return str(portal.query("SELECT requestid FROM jobs_job WHERE id = %s", job_id)[0][0])
@@ -218,26 +186,3 @@ def _requestid(portal: PortalStack, job_id: int) -> str:
 def _db_now(portal: PortalStack) -> datetime:
     """The database's clock, which stamps the nodes' ``last_seen``."""
     return portal.query("SELECT now()")[0][0]
-
-
-def _finished(portal: PortalStack, job_id: int, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = _job(portal, job_id)
-        if job["finished"]:
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}: {job}"
-        time.sleep(0.3)
-
-
-def _identities(job: dict[str, Any]) -> set[str]:
-    return {reply["identity"] for reply in job["replies"]}
-
-
-def _eventually(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.5)
-    return False

@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -33,8 +32,10 @@ from tests.conftest import port_open
 from tests.integration.harness import (
     ACTIVEMQ_PORTS,
     PortalStack,
+    PrefixedFleet,
     activemq_portal,
     portal_public_key,
+    reply_identities,
     require_production_services,
 )
 from tests.integration.wire import brokers, eventually
@@ -59,20 +60,10 @@ SUBSCRIBED = "subscribed to /topic/mcollective.registration.agent"
 
 
 @dataclass
-class Fleet:
-    """The running portal, and the identity prefix of this test's nodes (the network is
-    shared: other tests' nodes may register into this portal's inventory too)."""
+class Fleet(PrefixedFleet):
+    """This test's nodes, and where the portal's key is (a late node must trust it)."""
 
-    portal: PortalStack
-    prefix: str
     tmp: Path
-
-    @property
-    def filter(self) -> str:
-        return f"identity:/^{self.prefix}/"
-
-    def nodes(self) -> set[str]:
-        return {i for i in self.portal.stored_nodes() if i.startswith(self.prefix)}
 
 
 @pytest.fixture
@@ -113,27 +104,27 @@ def test_the_portal_rides_out_a_noc_broker_restart(fleet: Fleet, how: str) -> No
     portal, sup = fleet.portal, fleet.portal.supervisor
     pids = {child.name: child.process.pid for child in sup.children if child.process}
     ping = {"agent": "rpcutil", "action": "ping", "filter": fleet.filter}
-    before = _finished(portal, _submit(portal, ping))
+    before = portal.finished(portal.submit(ping))
     assert before["status"] == "completed", before
-    assert _identities(before) == fleet.nodes()
+    assert reply_identities(before) == fleet.nodes()
     assert eventually(lambda: _noc_state(portal) == "reachable", 30)
 
     # A job in batches of 2, 6 s apart: it is between batches when the NOC goes away.
-    running = _submit(portal, {**ping, "options": {"batch_size": 2, "batch_sleep": 6}})
-    assert eventually(lambda: _job(portal, running)["counts"]["replied"] >= 2, 30)
+    running = portal.submit({**ping, "options": {"batch_size": 2, "batch_sleep": 6}})
+    assert eventually(lambda: portal.job(running)["counts"]["replied"] >= 2, 30)
     restart_log_mark = _log(sup, "registrations").count(SUBSCRIBED)
     brokers(how, "noc")
     down_at = time.monotonic()
     try:
         # The running job ends, failed with the reason, its first replies kept.
-        interrupted = _finished(portal, running, timeout=60)
+        interrupted = portal.finished(running, timeout=60)
         assert interrupted["status"] == "failed", interrupted
         assert "message broker unavailable" in interrupted["error"], interrupted["error"]
         assert "lost the connection to " + NOC in interrupted["error"], interrupted["error"]
         assert 2 <= interrupted["counts"]["replied"] < NODE_COUNT
         assert len(interrupted["replies"]) == interrupted["counts"]["replied"]
         # A job submitted now fails at once, naming the broker.
-        refused = _finished(portal, _submit(portal, ping), timeout=60)
+        refused = portal.finished(portal.submit(ping), timeout=60)
         assert refused["status"] == "failed", refused
         assert refused["error"].startswith("message broker unavailable: could not connect")
         assert NOC in refused["error"]
@@ -159,9 +150,9 @@ def test_the_portal_rides_out_a_noc_broker_restart(fleet: Fleet, how: str) -> No
     try:
         assert eventually(lambda: late.identity in fleet.nodes(), 60)
         # ... and a new job reaches every node, the late one too.
-        after = _finished(portal, _submit(portal, ping))
+        after = portal.finished(portal.submit(ping))
         assert after["status"] == "completed", after
-        assert _identities(after) == fleet.nodes()
+        assert reply_identities(after) == fleet.nodes()
         assert len(fleet.nodes()) == NODE_COUNT + 1
         assert after["no_response"] == []
         print(
@@ -189,32 +180,6 @@ def _late_node(fleet: Fleet) -> NodeDaemon:
     )
     daemon.start()
     return daemon
-
-
-def _submit(portal: PortalStack, payload: dict[str, Any]) -> int:
-    response = portal.api("POST", "/api/jobs/", json=payload)
-    assert response.status_code == 201, response.text
-    return int(response.json()["id"])
-
-
-def _job(portal: PortalStack, job_id: int) -> dict[str, Any]:
-    response = portal.api("GET", f"/api/jobs/{job_id}/")
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def _finished(portal: PortalStack, job_id: int, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = _job(portal, job_id)
-        if job["finished"]:
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}: {job}"
-        time.sleep(0.3)
-
-
-def _identities(job: dict[str, Any]) -> set[str]:
-    return {reply["identity"] for reply in job["replies"]}
 
 
 def _noc_state(portal: PortalStack) -> str:
