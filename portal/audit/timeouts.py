@@ -41,6 +41,7 @@ def time_limit(seconds: float, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     Raises ``QueryTooSlow`` when one is stopped. Evaluate querysets inside the block.
     """
     connection = connections[using]
+    sqlite = None  # the raw SQLite connection whose progress handler stops a slow query
     with transaction.atomic(using=using):
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -48,17 +49,10 @@ def time_limit(seconds: float, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
                     "SELECT set_config('statement_timeout', %s, true)",
                     [f"{max(int(seconds * 1000), 1)}ms"],
                 )
-            try:
-                yield
-            except OperationalError as exc:
-                if _was_cancelled(exc):
-                    raise QueryTooSlow(seconds) from exc
-                raise
-            return
-        raw = connection.connection
-        deadline = time.monotonic() + seconds
-        if connection.vendor == "sqlite":
-            raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 20_000)
+        elif connection.vendor == "sqlite":
+            sqlite = connection.connection
+            deadline = time.monotonic() + seconds
+            sqlite.set_progress_handler(lambda: int(time.monotonic() > deadline), 20_000)
         try:
             yield
         except OperationalError as exc:
@@ -66,5 +60,5 @@ def time_limit(seconds: float, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
                 raise QueryTooSlow(seconds) from exc
             raise
         finally:
-            if connection.vendor == "sqlite":
-                raw.set_progress_handler(None, 0)
+            if sqlite is not None:
+                sqlite.set_progress_handler(None, 0)
