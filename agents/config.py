@@ -95,9 +95,7 @@ class NodeConfig:
     @property
     def tls(self) -> TLSConfig | None:
         """The TLS settings for the broker connection; None for plain STOMP."""
-        if not self.tls_ca:
-            return None
-        return TLSConfig(self.tls_ca, self.tls_cert, self.tls_key)
+        return TLSConfig.from_files(self.tls_ca, self.tls_cert, self.tls_key)
 
 
 def _check_nrpe_commands(commands: Any) -> None:

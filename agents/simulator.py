@@ -530,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             worker_threads=args.worker_threads,
             shard=shard,
             shards=shards,
-            tls=TLSConfig(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None,
+            tls=TLSConfig.from_files(args.tls_ca, args.tls_cert, args.tls_key),
         )
     except (ValueError, OSError, argparse.ArgumentTypeError) as exc:
         parser.error(str(exc))

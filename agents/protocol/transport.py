@@ -61,6 +61,17 @@ class TLSConfig:
         if bool(self.cert_file) != bool(self.key_file):
             raise ValueError("TLS: give the client certificate and its key together")
 
+    @classmethod
+    def from_files(
+        cls, ca_file: str | None, cert_file: str | None = None, key_file: str | None = None
+    ) -> TLSConfig | None:
+        """Settings as they come from the environment or a command line: None when no file is
+        named (plain STOMP); ValueError when the files cannot go together (a certificate
+        without a CA, or without its key), never a silent fall-back to plain STOMP."""
+        if not (ca_file or cert_file or key_file):
+            return None
+        return cls(ca_file or "", cert_file or None, key_file or None)
+
     def context(self) -> ssl.SSLContext:
         """The client context: the CA only (no system store), host names checked.
 

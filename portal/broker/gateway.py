@@ -77,11 +77,10 @@ class BrokerSettings:
 
 def tls_from_django() -> TLSConfig | None:
     """STOMP_TLS_CA, STOMP_TLS_CERT, STOMP_TLS_KEY as a TLSConfig; None when none is set."""
-    ca, cert, key = settings.STOMP_TLS_CA, settings.STOMP_TLS_CERT, settings.STOMP_TLS_KEY
-    if not (ca or cert or key):
-        return None
     try:
-        return TLSConfig(ca, cert or None, key or None)
+        return TLSConfig.from_files(
+            settings.STOMP_TLS_CA, settings.STOMP_TLS_CERT, settings.STOMP_TLS_KEY
+        )
     except ValueError as exc:
         raise ImproperlyConfigured(f"STOMP_TLS_CA, STOMP_TLS_CERT, STOMP_TLS_KEY: {exc}") from exc
 

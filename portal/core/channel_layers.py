@@ -73,7 +73,7 @@ class StompChannelLayer(InMemoryChannelLayer):
         self.login = login
         self.passcode = passcode
         self.connect_timeout = connect_timeout
-        self.tls = TLSConfig(tls_ca, tls_cert or None, tls_key or None) if tls_ca else None
+        self.tls = TLSConfig.from_files(tls_ca, tls_cert, tls_key)
         # Re-entrant: stomp.py may call on_disconnected from inside a connect attempt.
         self._lock = threading.RLock()
         # After a failed connect, publishing fails fast for a while instead of waiting for

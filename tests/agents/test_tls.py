@@ -130,6 +130,17 @@ def test_tls_config_wants_a_ca_and_cert_with_key(material: Material) -> None:
     assert material.client().context().check_hostname is True
 
 
+def test_tls_settings_from_files_are_plain_only_when_none_is_given(material: Material) -> None:
+    assert TLSConfig.from_files("", "", "") is None
+    assert TLSConfig.from_files(None) is None
+    assert TLSConfig.from_files(material.ca, "", "") == TLSConfig(material.ca)
+    # A certificate without a CA is a mistake to report, never a quiet plain connection.
+    with pytest.raises(ValueError, match="CA file"):
+        TLSConfig.from_files("", material.client_cert, material.client_key)
+    with pytest.raises(ValueError, match="together"):
+        TLSConfig.from_files(material.ca, material.client_cert, "")
+
+
 def test_unusable_files_are_named(material: Material, tmp_path: Path) -> None:
     with pytest.raises(TLSConfigError, match=r"CA file /nope/ca.pem: No such file"):
         TLSConfig("/nope/ca.pem").context()
