@@ -90,7 +90,6 @@ class BrokerState:
     broker: str = ""  # host:port of the broker it is (or was last) connected to
     since: float = 0.0  # when ``connected`` last changed (epoch seconds)
     last_error: str = ""  # why the link last failed: refused login, ERROR frame, closed
-    reconnects: int = 0
 
 
 class NodeDaemon:
@@ -208,7 +207,7 @@ class NodeDaemon:
     def broker_state(self) -> dict[str, Any]:
         """A snapshot of the broker link: connected or not, to which broker, since when, why."""
         with self._lock:
-            return asdict(self._broker_state)
+            return {**asdict(self._broker_state), "reconnects": self._counts["reconnects"]}
 
     def broker_error(self, message: str) -> None:
         """An ERROR frame: a refused login, a refused subscription or send. The broker
@@ -293,8 +292,6 @@ class NodeDaemon:
                 try:
                     self._connect_and_subscribe()
                     self._count("reconnects")
-                    with self._lock:
-                        self._broker_state.reconnects += 1
                     log.info(
                         "%s: reconnected to %s and resubscribed",
                         self.identity,
