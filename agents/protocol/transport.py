@@ -353,9 +353,8 @@ def start_connection(
             elif isinstance(outcome["error"], _LOST | type(None)):
                 # the connection failed or was closed under us (a TLS refusal shows up as
                 # any of these): ask each broker why
-                cause = "; ".join(
-                    _probe([broker], min(1.0, timeout), tls_of(conn, broker)) for broker in brokers
-                )
+                # (build_connection gives every broker of the pool the same TLS settings)
+                cause = _probe(brokers, min(1.0, timeout), tls_of(conn, brokers[0]))
             else:
                 cause = repr(outcome["error"])
             raise BrokerUnavailable(
