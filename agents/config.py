@@ -18,6 +18,7 @@ import yaml
 
 from agents.plugins.base import BACKEND_CHOICES
 from agents.protocol.destinations import validate_name
+from agents.protocol.identity import identity_problem
 from agents.protocol.transport import DEFAULT_HEARTBEATS, TLSConfig, parse_brokers
 
 NRPE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
@@ -61,6 +62,10 @@ class NodeConfig:
     signing_key: str | None = None
     # How far in the future a request's msgtime may be (portal and node clocks differ a little).
     clock_skew: float = 30.0
+    # A shared secret the portal may auto-accept new nodes by (docs/node.md, Enrolment); it
+    # never crosses the wire, only an HMAC made with it. Better kept in the environment
+    # (SWITCHBOARD_ENROLMENT_TOKEN) than in this file.
+    enrolment_token: str | None = None
     # TLS to the brokers (their STOMP over TLS ports): the CA that signed the brokers'
     # certificates, and this node's certificate and key (PEM). No tls_ca: plain STOMP.
     tls_ca: str | None = None
@@ -74,8 +79,9 @@ class NodeConfig:
             raise ConfigError(
                 f"main_collective {self.main_collective!r} is not in collectives {self.collectives}"
             )
-        if not self.identity:
-            raise ConfigError("identity must not be empty")
+        problem = identity_problem(self.identity)
+        if problem is not None:
+            raise ConfigError(f"identity {self.identity!r} {problem}")
         if self.backend not in BACKEND_CHOICES:
             raise ConfigError(
                 f"backend must be one of {', '.join(BACKEND_CHOICES)}, not {self.backend!r}"
@@ -187,6 +193,7 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None) -> NodeConfi
     # Secrets may come from the environment so they stay out of the config file.
     kwargs.setdefault("login", os.environ.get("SWITCHBOARD_NODE_LOGIN"))
     kwargs.setdefault("passcode", os.environ.get("SWITCHBOARD_NODE_PASSCODE"))
+    kwargs.setdefault("enrolment_token", os.environ.get("SWITCHBOARD_ENROLMENT_TOKEN") or None)
     try:
         return NodeConfig(**kwargs)
     except (TypeError, ValueError) as exc:

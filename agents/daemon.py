@@ -49,7 +49,9 @@ from agents.protocol.security import (
     SignatureError,
     SigningKey,
     TrustedKeys,
+    enrolment_proof,
     open_request,
+    seal_registration,
     seal_reply,
 )
 from agents.protocol.transport import build_connection, format_brokers, start_connection
@@ -114,6 +116,12 @@ class NodeDaemon:
             )
         except (OSError, ValueError) as exc:
             raise ConfigError(f"keys: {exc}") from exc
+        if self.signing_key is None:
+            log.warning(
+                "%s: no signing_key: the portal refuses unsigned registrations, so this node "
+                "cannot enrol, and its replies cannot be verified",
+                config.identity,
+            )
         if config.require_signatures and not len(self.trusted_keys):
             log.warning(
                 "%s: require_signatures is on but no trusted_keys are set: every request "
@@ -310,7 +318,10 @@ class NodeDaemon:
     # -- registration ---------------------------------------------------------------------
 
     def registration(self) -> Registration:
-        """This node's Registration envelope, stamped now."""
+        """This node's Registration envelope, stamped now, with its enrolment proof when the
+        config holds an enrolment token."""
+        key = self.signing_key
+        token = self.config.enrolment_token
         return Registration(
             identity=self.identity,
             collectives=list(self.config.collectives),
@@ -318,15 +329,26 @@ class NodeDaemon:
             classes=list(self.config.classes),
             agents=sorted(self.agents),
             msgtime=time.time(),
-            public_key=self.signing_key.public_pem() if self.signing_key else "",
+            public_key=key.public_pem() if key else "",
+            enrolment_proof=enrolment_proof(token, self.identity, key.key_id)
+            if key and token
+            else "",
         )
 
+    def registration_body(self) -> str:
+        """The registration's wire text: sealed with this node's key (unsealed without one,
+        which the portal refuses; kept so a lab node still says who it is in the log)."""
+        registration = self.registration()
+        if self.signing_key is None:
+            return encode(registration)
+        return seal_registration(registration, self.signing_key)
+
     def publish_registration(self) -> None:
-        """Send the Registration to each collective's registration topic (best effort)."""
+        """Send the sealed Registration to each collective's registration topic (best effort)."""
         conn = self._conn
         if conn is None or not conn.is_connected():
             return
-        body = encode(self.registration())
+        body = self.registration_body()
         for collective in self.config.collectives:
             try:
                 conn.send(registration_topic(collective), body, content_type=CONTENT_TYPE_JSON)

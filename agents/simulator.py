@@ -176,6 +176,7 @@ class Simulator:
         shard: int = 0,
         shards: int = 1,
         tls: TLSConfig | None = None,
+        enrolment_token: str | None = None,
     ) -> None:
         """With ``trusted_keys`` (PEM files or directories) the nodes obey only requests
         signed by those keys; without, they accept unsigned requests (a lab fleet).
@@ -193,7 +194,12 @@ class Simulator:
 
         ``shard``/``shards``: run only this slice of the ``count``-node fleet (see
         ``shard_range``); the facts of every node are still drawn in order, so a node is the
-        same in every split."""
+        same in every split.
+
+        Each node's key is derived from ``seed`` and its identity, so the same fleet restarted
+        presents the keys the portal pinned (a simulated key is no secret: never use a
+        simulator's seed for real nodes). ``enrolment_token``: the nodes prove it in their
+        registrations, for a portal that auto-accepts by token."""
         if datacenters is None:
             if brokers is None:
                 raise ValueError("give brokers or datacenters")
@@ -235,10 +241,11 @@ class Simulator:
                 tls_ca=tls.ca_file if tls else None,
                 tls_cert=tls.cert_file if tls else None,
                 tls_key=tls.key_file if tls else None,
+                enrolment_token=enrolment_token,
             )
             # The daemon builds its own agents, so each simulated backend keeps that node's state.
-            # Each node has its own key, kept in memory: it signs replies and is registered.
-            key = SigningKey.generate() if sign_replies else None
+            # Each node has its own key, kept in memory: it signs replies and registrations.
+            key = SigningKey.derive(f"{seed}:{identity}".encode()) if sign_replies else None
             if self._shared_pool is None:
                 daemon = NodeDaemon(config, trusted_keys=trusted, signing_key=key)
             else:
@@ -531,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
             shard=shard,
             shards=shards,
             tls=TLSConfig.from_files(args.tls_ca, args.tls_cert, args.tls_key),
+            # From the environment (shards inherit it), like the passcode: never in argv.
+            enrolment_token=os.environ.get("SWITCHBOARD_ENROLMENT_TOKEN") or None,
         )
     except (ValueError, OSError, argparse.ArgumentTypeError) as exc:
         parser.error(str(exc))

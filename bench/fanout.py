@@ -78,7 +78,12 @@ from agents.protocol.security import SigningKey, open_reply, seal_request  # noq
 from agents.simulator import fleet_identities  # noqa: E402
 from portal.core import stack  # noqa: E402
 from portal.core.supervisor import Supervisor  # noqa: E402
-from tests.integration.harness import PortalStack, portal_public_key, start_portal  # noqa: E402
+from tests.integration.harness import (  # noqa: E402
+    ENROLMENT_TOKEN,
+    PortalStack,
+    portal_public_key,
+    start_portal,
+)
 
 HOST = "127.0.0.1"
 BROKERS = {"noc": 62613, "dc_a": 62623, "dc_b": 62633}
@@ -143,6 +148,7 @@ def start_nodes(
         identity_prefix=prefix,
         processes=processes,
         worker_threads=worker_threads,
+        enrolment_token=ENROLMENT_TOKEN,
     )
 
 

@@ -194,6 +194,18 @@ SWITCHBOARD_DISCOVERY_METHOD = env_str("SWITCHBOARD_DISCOVERY_METHOD", "inventor
 SWITCHBOARD_REQUEST_TTL = int(env_float("SWITCHBOARD_REQUEST_TTL", 60))
 # A node that has not registered for this long is shown as stale (3 x the register interval).
 SWITCHBOARD_NODE_STALE_AFTER = int(env_float("SWITCHBOARD_NODE_STALE_AFTER", 900))
+# Enrolment (docs/operations.md#enrolment): a node seen for the first time is pending until an
+# admin accepts it, unless one of these auto-accept rules matches its registration:
+#   token    - its enrolment_proof was made with SWITCHBOARD_ENROLMENT_TOKEN;
+#   key-dir  - its public key is one of the *.pub files in SWITCHBOARD_ENROLMENT_KEY_DIR.
+# Both also need the identity to match SWITCHBOARD_AUTO_ACCEPT_IDENTITIES (a regex, whole
+# identity). Off (empty) by default: production accepts nodes by hand unless told otherwise.
+SWITCHBOARD_AUTO_ACCEPT = env_list("SWITCHBOARD_AUTO_ACCEPT", [])
+SWITCHBOARD_ENROLMENT_TOKEN = env_str("SWITCHBOARD_ENROLMENT_TOKEN", "")
+SWITCHBOARD_ENROLMENT_KEY_DIR = env_str("SWITCHBOARD_ENROLMENT_KEY_DIR", "")
+SWITCHBOARD_AUTO_ACCEPT_IDENTITIES = env_str("SWITCHBOARD_AUTO_ACCEPT_IDENTITIES", ".*")
+# How far ahead of the portal's clock a registration's msgtime may be (seconds).
+SWITCHBOARD_REGISTRATION_CLOCK_SKEW = env_float("SWITCHBOARD_REGISTRATION_CLOCK_SKEW", 300.0)
 # Above this many nodes the web form asks the operator to type the node count to go on.
 SWITCHBOARD_CONFIRM_ABOVE = int(env_float("SWITCHBOARD_CONFIRM_ABOVE", 25))
 # How long a job waiting for a second person's approval may wait before it expires (seconds).

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from portal.inventory.urls import api_urlpatterns as inventory_api_urlpatterns
+from portal.inventory.urls import enrolment_urlpatterns
 from portal.jobs.urls import api_urlpatterns
 
 urlpatterns = [
@@ -12,6 +13,7 @@ urlpatterns = [
     path("api/", include((api_urlpatterns + inventory_api_urlpatterns, "api"))),
     path("api/", include("portal.targeting.urls")),
     path("inventory/", include("portal.inventory.urls")),
+    path("enrolment/", include(enrolment_urlpatterns)),
     path("audit/", include("portal.audit.urls")),
     path("access/", include("portal.rbac.urls")),
     path("brokers/", include("portal.broker.urls")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -66,3 +67,25 @@ def queued_tasks() -> Iterator[mock.MagicMock]:
     """Records what would be sent to Celery (the queue itself is covered by integration tests)."""
     with mock.patch("portal.jobs.services.celery_app.send_task") as send_task:
         yield send_task
+
+
+def enrol_accepted(keys: dict[str, Any]) -> None:
+    """Accepted enrolments pinning these keys (identity -> SigningKey), as if an admin had
+    accepted each node: for tests that lay the inventory out by hand."""
+    from django.utils import timezone
+
+    from portal.inventory.models import Enrolment
+
+    now = timezone.now()
+    Enrolment.objects.bulk_create(
+        Enrolment(
+            identity=identity,
+            state=Enrolment.State.ACCEPTED,
+            public_key=key.public_pem(),
+            key_id=key.key_id,
+            first_seen=now,
+            last_seen=now,
+            decided_at=now,
+        )
+        for identity, key in keys.items()
+    )

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
 from agents.protocol.destinations import NAME_RE
+from agents.protocol.identity import identity_problem
 
 MAX_MESSAGE_BYTES = 256 * 1024
 
@@ -28,6 +29,10 @@ REGISTRATION_PROTOCOL = "switchboard:registration:1"
 
 class ProtocolError(ValueError):
     """A message body that is not a valid envelope of the expected kind and version."""
+
+
+class IdentityError(ProtocolError):
+    """An envelope naming a node identity that is not host-name-safe."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,9 @@ class Request:
     msgtime: float = 0.0
     # The caller's roles in the portal; nodes trust them only from a signed request.
     roles: list[str] = field(default_factory=list)
+    # False marks a request nobody will read the replies of (a fire-and-forget): only then may
+    # it come without a reply-to. Optional on the wire; absent means True.
+    reply_wanted: bool = True
     protocol: str = REQUEST_PROTOCOL
 
     @classmethod
@@ -146,6 +154,9 @@ class Registration:
     # PEM of the node's Ed25519 public key ("" if the node does not sign its replies): the
     # portal checks each reply's signature against the key the node registered.
     public_key: str = ""
+    # HMAC-SHA256 of the identity and key id with a shared enrolment token, as lowercase hex
+    # (agents.protocol.security.enrolment_proof); "" without a token. Optional on the wire.
+    enrolment_proof: str = ""
     protocol: str = REGISTRATION_PROTOCOL
 
 
@@ -189,6 +200,7 @@ _TYPES: dict[type, dict[str, tuple[type, ...]]] = {
         "ttl": (int,),
         "msgtime": _NUM,
         "roles": (list,),
+        "reply_wanted": (bool,),
         "protocol": _STR,
     },
     Reply: {
@@ -209,6 +221,7 @@ _TYPES: dict[type, dict[str, tuple[type, ...]]] = {
         "agents": (list,),
         "msgtime": _NUM,
         "public_key": _STR,
+        "enrolment_proof": _STR,
         "protocol": _STR,
     },
 }
@@ -219,6 +232,11 @@ _PROTOCOLS: dict[type, str] = {
 }
 # Fields that become destination components or are used as names must be safe names.
 _NAME_FIELDS = {"collective", "agent", "action", "senderagent"}
+# Node identities must be host-name-safe (agents.protocol.identity).
+_IDENTITY_FIELDS = {(Reply, "senderid"), (Registration, "identity")}
+# Fields added after version 1 was first published: a sender may leave them out, and they
+# then take their dataclass default. Every other field is required.
+_OPTIONAL_FIELDS = {(Request, "reply_wanted"), (Registration, "enrolment_proof")}
 
 
 def _reject_constant(name: str) -> Any:
@@ -237,7 +255,29 @@ def _load_object(text: str | bytes, kind: str) -> dict[str, Any]:
         raise ProtocolError(f"{kind} body is not valid JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise ProtocolError(f"{kind} body must be a JSON object, got {type(obj).__name__}")
+    _check_text(obj, kind)
     return obj
+
+
+def _check_text(value: Any, kind: str) -> None:
+    """Refuse a lone surrogate anywhere in the message (JSON's ``"\\ud800"`` decodes to one):
+    such a string is not Unicode, cannot be written as UTF-8 to a log or a database, and would
+    fail far from here."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ProtocolError(
+                    f"{kind} holds a string that is not valid Unicode (a lone surrogate)"
+                ) from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _check_protocol(obj: dict[str, Any], expected: str, kind: str) -> None:
@@ -262,10 +302,12 @@ def _decode(cls: type[E], text: str | bytes) -> E:
     types = _TYPES[cls]
     for f in fields(cls):
         if f.name not in obj:
+            if (cls, f.name) in _OPTIONAL_FIELDS:
+                continue
             raise ProtocolError(f"{kind} is missing field {f.name!r}")
         value = obj[f.name]
         want = types[f.name]
-        if isinstance(value, bool) or not isinstance(value, want):
+        if (isinstance(value, bool) and bool not in want) or not isinstance(value, want):
             names = " or ".join(t.__name__ for t in want)
             raise ProtocolError(
                 f"{kind} field {f.name!r} must be {names}, got {type(value).__name__}"
@@ -274,6 +316,9 @@ def _decode(cls: type[E], text: str | bytes) -> E:
             raise ProtocolError(f"{kind} field {f.name!r} must be finite")
         if f.name in _NAME_FIELDS and not NAME_RE.fullmatch(value):
             raise ProtocolError(f"{kind} field {f.name!r} has an invalid name {value!r}")
+        if (cls, f.name) in _IDENTITY_FIELDS and (problem := identity_problem(value)):
+            shown = value if len(value) <= 80 else value[:80] + "..."
+            raise IdentityError(f"{kind} field {f.name!r}: identity {shown!r} {problem}")
         kwargs[f.name] = value
     # Unknown extra fields are ignored on purpose: a later minor addition (a signature
     # wrapper, trace ids) must not make older nodes drop requests.

@@ -1,4 +1,4 @@
-"""Signed envelopes: Ed25519 over the exact bytes of a canonical Request or Reply.
+"""Signed envelopes: Ed25519 over the exact bytes of a canonical Request, Reply or Registration.
 
 A sealed message is a small JSON wrapper around the inner envelope's text::
 
@@ -9,6 +9,11 @@ The signature covers the inner text byte for byte (ttl and msgtime included), so
 a request can be changed, and an old request cannot be made young again, without the portal's
 private key. Nodes hold the portal's public key(s) by key id; a request sealed by any other
 key, not sealed at all, or altered in transit is refused with a reason.
+
+A registration is sealed by the node's own key, whose public half it carries: the seal proves
+that the sender holds that key, not who the node is. The portal decides whether to trust the
+key for the identity (enrolment: a pending key is accepted by an admin or an auto-accept rule,
+then pinned, and a registration under another key is refused as a key conflict).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import os
 from collections.abc import Iterable
@@ -29,8 +35,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from agents.protocol.envelope import (
     MAX_MESSAGE_BYTES,
     ProtocolError,
+    Registration,
     Reply,
     Request,
+    decode_registration,
     decode_reply,
     decode_request,
     encode,
@@ -38,10 +46,15 @@ from agents.protocol.envelope import (
 
 SECURE_REQUEST_PROTOCOL = "switchboard:secure_request:1"
 SECURE_REPLY_PROTOCOL = "switchboard:secure_reply:1"
+SECURE_REGISTRATION_PROTOCOL = "switchboard:secure_registration:1"
 
 
 class SignatureError(ProtocolError):
     """A message that is unsigned, signed by an unknown key, or whose signature is wrong."""
+
+
+class UnsignedMessage(SignatureError):
+    """A message that should be sealed and is not."""
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -59,6 +72,15 @@ class SigningKey:
     @classmethod
     def generate(cls) -> SigningKey:
         return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def derive(cls, secret: bytes) -> SigningKey:
+        """A key made from ``secret`` (any bytes): the same secret always gives the same key.
+
+        For simulated nodes only, whose keys follow from the fleet's seed so that a restarted
+        simulator keeps the keys the portal pinned; such a key is no secret.
+        """
+        return cls(Ed25519PrivateKey.from_private_bytes(hashlib.sha256(secret).digest()))
 
     @classmethod
     def load(cls, path: str | Path) -> SigningKey:
@@ -214,7 +236,7 @@ def open_request(
     if sealed is None:
         if require_signature:
             decode_request(text)  # a malformed body says so before "unsigned" does
-            raise SignatureError("unsigned request refused: this node requires signatures")
+            raise UnsignedMessage("unsigned request refused: this node requires signatures")
         return decode_request(text), None
     signer, message, signature = sealed
     trusted.verify(signer, message.encode(), signature)
@@ -237,3 +259,66 @@ def open_reply(text: str | bytes) -> tuple[Reply, str | None, bytes | None, byte
         return decode_reply(text), None, None, None
     signer, message, signature = sealed
     return decode_reply(message), signer, message.encode(), signature
+
+
+def seal_registration(registration: Registration, key: SigningKey) -> str:
+    """The wire text of ``registration`` signed with the node's key.
+
+    Raises ProtocolError if the registration does not carry that key's public half: the
+    portal checks the seal against the key the registration names.
+    """
+    if not registration.public_key:
+        raise ProtocolError("a sealed registration must carry the node's public key")
+    try:
+        carried = key_id(load_public_key(registration.public_key))
+    except ValueError as exc:
+        raise ProtocolError(f"registration public_key: {exc}") from exc
+    if carried != key.key_id:
+        raise ProtocolError(
+            f"registration carries key {carried} but would be signed by key {key.key_id}"
+        )
+    return _seal(SECURE_REGISTRATION_PROTOCOL, encode(registration), key)
+
+
+def open_registration(text: str | bytes) -> tuple[Registration, str]:
+    """Verify and decode a registration sealed by the key it carries: (registration, key id).
+
+    Raises SignatureError for an unsigned registration, one whose ``signer`` is not the key id
+    of its own ``public_key``, or a bad signature; ProtocolError for anything malformed.
+    Whether that key may speak for the identity is the portal's decision (enrolment).
+    """
+    sealed = _unwrap(text, SECURE_REGISTRATION_PROTOCOL)
+    if sealed is None:
+        decode_registration(text)  # a malformed body says so before "unsigned" does
+        raise UnsignedMessage("unsigned registration refused: registrations must be sealed")
+    signer, message, signature = sealed
+    registration = decode_registration(message)
+    if not registration.public_key:
+        raise SignatureError("sealed registration carries no public_key to check it with")
+    try:
+        public_key = load_public_key(registration.public_key)
+    except ValueError as exc:
+        raise SignatureError(f"registration public_key is unreadable: {exc}") from None
+    kid = key_id(public_key)
+    if signer != kid:
+        raise SignatureError(f"signed by key {signer!r}, but the registration carries key {kid}")
+    TrustedKeys([public_key]).verify(signer, message.encode(), signature)
+    return registration, kid
+
+
+def enrolment_proof(token: str, identity: str, kid: str) -> str:
+    """HMAC-SHA256 over ``identity`` and the key id with a shared enrolment token (hex).
+
+    Proves that whoever made the registration knew the token, without the token crossing the
+    broker; bound to the identity and the key, so it cannot enrol another key or name.
+    """
+    message = f"switchboard-enrolment\n{identity}\n{kid}".encode()
+    return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
+
+
+def check_enrolment_proof(token: str, registration: Registration, kid: str) -> bool:
+    """True if ``registration``'s proof was made with ``token`` for its identity and key."""
+    if not token or not registration.enrolment_proof:
+        return False
+    expected = enrolment_proof(token, registration.identity, kid)
+    return hmac.compare_digest(expected, registration.enrolment_proof)

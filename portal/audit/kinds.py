@@ -16,6 +16,14 @@ APPROVAL_REQUESTED = "approval.requested"
 APPROVAL_APPROVED = "approval.approved"
 APPROVAL_REJECTED = "approval.rejected"
 APPROVAL_EXPIRED = "approval.expired"
+NODE_PENDING = "node.pending"
+NODE_ACCEPTED = "node.accepted"
+NODE_REJECTED = "node.rejected"
+NODE_REVOKED = "node.revoked"
+NODE_REKEYED = "node.rekeyed"
+NODE_FORGOTTEN = "node.forgotten"
+NODE_KEY_CONFLICT = "node.key_conflict"
+NODE_REGISTRATIONS_REFUSED = "node.registrations_refused"
 AUDIT_EXPORTED = "audit.exported"
 AUDIT_PRUNED = "audit.pruned"
 
@@ -33,6 +41,14 @@ KNOWN_KINDS: dict[str, str] = {
     ROLE_CHANGED: "role changed",
     GRANT_CHANGED: "grant changed",
     OPERATOR_ROLES_CHANGED: "operator's roles changed",
+    NODE_PENDING: "node pending enrolment",
+    NODE_ACCEPTED: "node accepted",
+    NODE_REJECTED: "node rejected",
+    NODE_REVOKED: "node revoked",
+    NODE_REKEYED: "node re-keyed",
+    NODE_FORGOTTEN: "node forgotten",
+    NODE_KEY_CONFLICT: "node key conflict",
+    NODE_REGISTRATIONS_REFUSED: "registrations refused",
     AUDIT_EXPORTED: "audit exported",
     AUDIT_PRUNED: "audit pruned",
 }

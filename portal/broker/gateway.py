@@ -287,8 +287,9 @@ class BrokerGateway:
         timeout: float,
         ttl: int,
         roles: list[str] | None = None,
-    ) -> list[str]:
-        """Broadcast discovery: ping every node with the filter and list who answers in time."""
+    ) -> dict[str, ReceivedReply]:
+        """Broadcast discovery: ping every node with the filter; who answered in time, with
+        the answer (the caller checks who may be trusted)."""
         request = self.new_request(
             agent="rpcutil",
             action="ping",
@@ -299,8 +300,8 @@ class BrokerGateway:
             roles=roles,
         )
         self.publish(request)
-        found: set[str] = set()
+        found: dict[str, ReceivedReply] = {}
         for received in self.replies(request, time.monotonic() + timeout):
             if received is not None:
-                found.add(received.reply.senderid)
-        return sorted(found)
+                found.setdefault(received.reply.senderid, received)
+        return found

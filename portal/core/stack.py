@@ -8,6 +8,8 @@ namespace (tests/integration/netns.py).
 
 from __future__ import annotations
 
+import os
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +18,20 @@ from portal.core.supervisor import Child, Supervisor
 
 PYTHON = sys.executable
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def demo_enrolment_token(var_dir: Path) -> str:
+    """The demo's enrolment token, kept in ``<var>/keys/enrolment-token`` (mode 0600) so a
+    restarted demo's nodes keep enrolling; made on first use."""
+    path = var_dir / "keys" / "enrolment-token"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token
 
 
 def start_embedded_broker(sup: Supervisor, host: str, port: int) -> Child:
@@ -84,6 +100,7 @@ def start_simulator(
     worker_threads: int = 0,
     sub_collectives: bool = False,
     wrap: Sequence[str] = (),
+    enrolment_token: str = "",
 ) -> Child:
     """``count`` simulated nodes split between ``datacenters`` (name -> its broker list).
 
@@ -92,7 +109,8 @@ def start_simulator(
     ``processes`` > 1 splits the same fleet over that many shard processes (one simulator
     process carries about 1,000 nodes); they form one child, stopped together.
     ``worker_threads`` > 0 gives each process one action pool of that size instead of a pool
-    per node (a thread per node fewer).
+    per node (a thread per node fewer). ``enrolment_token``: the nodes prove it in their
+    registrations, for a portal that auto-accepts by token (SWITCHBOARD_AUTO_ACCEPT=token).
     """
     argv = [*wrap, PYTHON, "-m", "agents.simulator", "--count", str(count), "--seed", str(seed)]
     for name, brokers in datacenters.items():
@@ -109,6 +127,8 @@ def start_simulator(
         argv += ["--trusted-key", str(trusted_key)]
     # The credentials go through the environment, which the simulator reads, not argv.
     env = {"SWITCHBOARD_NODE_LOGIN": login, "SWITCHBOARD_NODE_PASSCODE": passcode} if login else {}
+    if enrolment_token:
+        env["SWITCHBOARD_ENROLMENT_TOKEN"] = enrolment_token
     child = sup.start("nodes", argv, env=env)
     # About 7 s per 1,000 nodes on 2 cores when idle; leave room for a loaded machine.
     sup.wait_for_log(child, "nodes connected", timeout=max(120.0, count * 0.06))

@@ -1,5 +1,6 @@
-"""The inventory's JSON API for the job form: what a filter would select (the live preview),
-and the fact names and values the filter builder offers while an operator types."""
+"""The inventory's JSON API: for the job form, what a filter would select (the live preview)
+and the fact names and values the filter builder offers while an operator types; for admins
+and their scripts, node enrolment (list, accept, reject, revoke, re-key, forget)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from rest_framework.views import APIView
 
 from agents.filters import Filter, FilterSyntaxError
 from agents.filters.terms import MISSING, lookup_fact
+from portal.inventory import services
 from portal.inventory.autocomplete import BadValuesQuery, known_fact_names, seen_values
 from portal.inventory.fact_values import fact_choices
-from portal.inventory.models import Node
+from portal.inventory.models import Enrolment, Node
 from portal.inventory.pg_regex import UnsupportedFilter
 from portal.inventory.preview import PREVIEW_LIMIT, filter_fact_names
+from portal.rbac.policy import may_administer
 
 # The facts every preview row shows, after the ones the filter names.
 KEY_FACTS = ("datacenter", "customer", "role")
@@ -160,3 +163,97 @@ class FactChoicesAPI(APIView):
                 "truncated": choices.truncated,
             }
         )
+
+
+def enrolment_payload(enrolment: Enrolment) -> dict[str, Any]:
+    """One enrolment as the API shows it (the key's PEM only by id, the offer's facts)."""
+    return {
+        "identity": enrolment.identity,
+        "state": enrolment.state,
+        "key_id": enrolment.key_id,
+        "first_seen": enrolment.first_seen,
+        "last_seen": enrolment.last_seen,
+        "decided_by": enrolment.decided_by,
+        "decided_at": enrolment.decided_at,
+        "decision": enrolment.decision,
+        "offered": enrolment.offered,
+        "conflict": {
+            "key_id": enrolment.conflict_key_id,
+            "seen": enrolment.conflict_seen,
+            "count": enrolment.conflict_count,
+        }
+        if enrolment.has_conflict
+        else None,
+    }
+
+
+ENROLMENT_PAGE = 500
+
+
+class EnrolmentListAPI(APIView):
+    """Admins: ``GET /api/enrolment/?state=pending|accepted|rejected|revoked&conflict=1``."""
+
+    def get(self, request: Request) -> Response:
+        if not may_administer(request.user):
+            return Response(
+                {"error": "only admins decide which nodes are trusted"},
+                status=status.HTTP_403_FORBIDDEN,
+            )
+        enrolments = Enrolment.objects.order_by("identity")
+        state = request.query_params.get("state", "")
+        if state:
+            if state not in Enrolment.State.values:
+                choices = ", ".join(Enrolment.State.values)
+                return Response(
+                    {"error": f"unknown state {state[:40]!r}; use one of {choices}"},
+                    status=status.HTTP_400_BAD_REQUEST,
+                )
+            enrolments = enrolments.filter(state=state)
+        if request.query_params.get("conflict") in ("1", "true", "yes"):
+            enrolments = enrolments.exclude(conflict_key_id="")
+        after = request.query_params.get("after", "")[:253]
+        if after:
+            enrolments = enrolments.filter(identity__gt=after)
+        page = list(enrolments[: ENROLMENT_PAGE + 1])
+        more = len(page) > ENROLMENT_PAGE
+        page = page[:ENROLMENT_PAGE]
+        return Response(
+            {
+                "results": [enrolment_payload(e) for e in page],
+                "next_after": page[-1].identity if more and page else None,
+            }
+        )
+
+
+class EnrolmentDecisionAPI(APIView):
+    """Admins: ``POST /api/enrolment/<identity>/<accept|reject|revoke|rekey|forget>/``."""
+
+    def post(self, request: Request, identity: str, decision: str) -> Response:
+        if not may_administer(request.user):
+            return Response(
+                {"error": "only admins decide which nodes are trusted"},
+                status=status.HTTP_403_FORBIDDEN,
+            )
+        decide = ENROLMENT_DECISIONS.get(decision)
+        if decide is None:
+            choices = ", ".join(ENROLMENT_DECISIONS)
+            return Response(
+                {"error": f"unknown decision {decision[:40]!r}; use one of {choices}"},
+                status=status.HTTP_404_NOT_FOUND,
+            )
+        try:
+            enrolment = decide(identity, request.user, request._request)
+        except services.EnrolmentError as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_409_CONFLICT)
+        if enrolment is None:
+            return Response({"identity": identity, "state": "forgotten"})
+        return Response(enrolment_payload(enrolment))
+
+
+ENROLMENT_DECISIONS = {
+    "accept": services.accept_node,
+    "reject": services.reject_node,
+    "revoke": services.revoke_node,
+    "rekey": services.rekey_node,
+    "forget": services.forget_node,
+}

@@ -11,10 +11,82 @@ from portal.inventory.querysets import NodeQuerySet, stale_after, with_search_fi
 from portal.inventory.search import search_columns
 
 
-class Node(models.Model):
-    """One node's newest registration: identity, facts, classes, agents and public key.
+class Enrolment(models.Model):
+    """Whether the portal trusts a node identity, and the one key it trusts for it (Salt's
+    accepted/pending/rejected keys, bound to the identity as Choria binds its certificates).
 
-    Written only by ``portal.inventory.services.record_registrations``; staleness is computed
+    Written only by ``portal.inventory.services``. A ``Node`` row exists exactly while its
+    enrolment is accepted: pending, rejected and revoked identities are never counted,
+    previewed, discovered or sent requests, and only an accepted node's replies are kept.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "pending"
+        ACCEPTED = "accepted", "accepted"
+        REJECTED = "rejected", "rejected"
+        REVOKED = "revoked", "revoked"
+
+    identity = models.CharField(max_length=253, unique=True)
+    state = models.CharField(max_length=8, choices=State.choices, db_index=True)
+    public_key = models.TextField(
+        help_text="The Ed25519 key (PEM): pinned once accepted, else offered."
+    )
+    key_id = models.CharField(max_length=16, help_text="The key's id (agents.protocol.security).")
+    offered = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The newest registration while not accepted.",
+    )
+    first_seen = models.DateTimeField(help_text="When the identity first registered.")
+    last_seen = models.DateTimeField(help_text="When a registration under the key last arrived.")
+    decided_by = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision = models.CharField(
+        max_length=200, blank=True, help_text="How the last decision was made, e.g. the rule."
+    )
+    conflict_key = models.TextField(
+        blank=True, help_text="PEM of the newest other key a registration was signed with."
+    )
+    conflict_key_id = models.CharField(max_length=16, blank=True)
+    conflict_seen = models.DateTimeField(null=True, blank=True)
+    conflict_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["identity"]
+
+    def __str__(self) -> str:
+        return f"{self.identity} ({self.state})"
+
+    @property
+    def has_conflict(self) -> bool:
+        """True while registrations under another key than the trusted one are arriving."""
+        return bool(self.conflict_key_id)
+
+
+class RefusedRegistrations(models.Model):
+    """How many registrations the consumer refused for one reason, and the last one's detail.
+
+    Written by the registration consumer once per flush (``services.count_refusals``).
+    """
+
+    reason = models.CharField(max_length=32, primary_key=True)
+    count = models.PositiveBigIntegerField(default=0)
+    last_at = models.DateTimeField()
+    last_identity = models.CharField(max_length=300, blank=True)
+    last_detail = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["reason"]
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.count}"
+
+
+class Node(models.Model):
+    """One accepted node's newest registration: identity, facts, classes and agents.
+
+    Its trusted key is its ``Enrolment``'s (same identity).
+    Written only by ``portal.inventory.services``; staleness is computed
     from ``last_seen``, never stored. A Node is a ``agents.filters.NodeView``, so
     ``Filter.matches(node)`` works on rows as well as on the nodes themselves.
     The search columns (``fact_text``, ``fact_number``, ``fact_lists``) are derived from
@@ -26,7 +98,6 @@ class Node(models.Model):
     facts = models.JSONField(default=dict)
     classes = models.JSONField(default=list)
     agents = models.JSONField(default=list)
-    public_key = models.TextField(blank=True, help_text="PEM of the node's Ed25519 key, if any.")
     first_seen = models.DateTimeField(help_text="When the portal first recorded this node.")
     last_seen = models.DateTimeField(db_index=True, help_text="When the portal last heard of it.")
     registered_at = models.DateTimeField(help_text="The newest registration's own msgtime.")

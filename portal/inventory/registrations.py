@@ -1,8 +1,14 @@
 """The registration consumer: nodes' registrations from the broker into the inventory.
 
 One long-running process (``manage.py consume_registrations``). stomp.py's receiver thread
-only decodes and queues; the consumer's own thread buffers and writes, so every database
-write happens on one thread with one connection.
+only opens the seal, decodes and queues; the consumer's own thread buffers and writes, so
+every database write happens on one thread with one connection.
+
+A registration must be sealed by the key it carries and name a host-name-safe identity, else
+it is refused here; whether the key is trusted for the identity is decided when the batch is
+written (``services.admit_registrations``: enrolment). Every refusal is counted by reason,
+logged once with its reason, and never changes the inventory; each flush adds its refusals to
+``RefusedRegistrations`` and writes one audit event for them.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import stomp
@@ -20,16 +27,20 @@ from django.db import DatabaseError, DataError, IntegrityError, close_old_connec
 
 from agents.protocol import (
     BrokerUnavailable,
+    IdentityError,
     ProtocolError,
-    Registration,
     SubscriptionConfirmer,
     connect,
-    decode_registration,
     parse_brokers,
     registration_topic,
 )
+from agents.protocol.security import SignatureError, UnsignedMessage, open_registration
 from portal.broker.gateway import BrokerSettings
-from portal.inventory.services import record_registrations
+from portal.inventory.services import (
+    SealedRegistration,
+    admit_registrations,
+    count_refusals,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,31 +53,48 @@ BACKOFF_MAX = 30.0
 
 @dataclass
 class ConsumerStats:
-    """Counters for the log and the tests."""
+    """Counters for the log and the tests; ``refused`` by reason (see ``refusal_reason``)."""
 
     received: int = 0
-    malformed: int = 0
     recorded: int = 0
+    pending: int = 0
+    auto_accepted: int = 0
     dropped: int = 0
     flushes: int = 0
     connects: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def malformed(self) -> int:
+        """Registrations that were not a well-formed envelope at all."""
+        return self.refused["malformed"]
+
+
+def refusal_reason(exc: ProtocolError) -> str:
+    """The counter a registration refused at the door moves."""
+    if isinstance(exc, UnsignedMessage):
+        return "unsigned"
+    if isinstance(exc, SignatureError):
+        return "bad_signature"
+    if isinstance(exc, IdentityError):
+        return "bad_identity"
+    return "malformed"
 
 
 class _RegistrationListener(stomp.ConnectionListener):
-    """Runs on stomp.py's receiver thread: decodes, counts, queues; never raises."""
+    """Runs on stomp.py's receiver thread: opens the seal, decodes, queues; never raises."""
 
     def __init__(self, consumer: RegistrationConsumer) -> None:
         self.consumer = consumer
 
     def on_message(self, frame: Any) -> None:
         try:
-            registration = decode_registration(frame.body)
+            registration, kid = open_registration(frame.body)
         except ProtocolError as exc:
-            self.consumer.stats.malformed += 1
-            logger.warning("dropped a malformed registration: %s", exc)
+            self.consumer.refuse(refusal_reason(exc), "", str(exc))
             return
         self.consumer.stats.received += 1
-        self.consumer.inbox.put(registration)
+        self.consumer.inbox.put(SealedRegistration(registration, kid))
 
     def on_error(self, frame: Any) -> None:
         logger.error("broker sent an ERROR frame: %s", frame.headers.get("message") or frame.body)
@@ -98,13 +126,29 @@ class RegistrationConsumer:
         self.flush_interval = flush_interval
         self.flush_messages = flush_messages
         self.stats = ConsumerStats()
-        self.inbox: queue.Queue[Registration | None] = queue.Queue()
+        self.inbox: queue.Queue[SealedRegistration | None] = queue.Queue()
         self.ready = threading.Event()
         self._stopping = threading.Event()
-        self._pending: dict[str, Registration] = {}
+        self._pending: dict[str, SealedRegistration] = {}
         self._pending_messages = 0
+        # Refusals since the last flush, by reason, with the last (identity, detail) of each;
+        # the listener thread adds, the consumer thread takes (under the lock).
+        self._refusals_lock = threading.Lock()
+        self._refused: Counter[str] = Counter()
+        self._samples: dict[str, tuple[str, str]] = {}
         self._confirmer = SubscriptionConfirmer()
         self._connection: stomp.Connection | None = None
+
+    def refuse(self, reason: str, identity: str, detail: str) -> None:
+        """Count one refused registration; logged at WARNING the first time a reason is seen
+        in a flush and at DEBUG after, so a flood writes one line a second, not one a message."""
+        with self._refusals_lock:
+            first = reason not in self._refused
+            self._refused[reason] += 1
+            self._samples[reason] = (identity, detail)
+            self.stats.refused[reason] += 1
+        level = logging.WARNING if first else logging.DEBUG
+        logger.log(level, "refused a registration (%s): %s", reason, detail)
 
     def stop(self) -> None:
         """Ask ``run()`` to flush what it has, disconnect and return (any thread, signal-safe)."""
@@ -199,10 +243,11 @@ class RegistrationConsumer:
             if item is not None:
                 self._add(item)
 
-    def _add(self, registration: Registration) -> None:
-        seen = self._pending.get(registration.identity)
-        if seen is None or registration.msgtime >= seen.msgtime:
-            self._pending[registration.identity] = registration
+    def _add(self, item: SealedRegistration) -> None:
+        identity = item.registration.identity
+        seen = self._pending.get(identity)
+        if seen is None or item.registration.msgtime >= seen.registration.msgtime:
+            self._pending[identity] = item
         self._pending_messages += 1
 
     def _flush(self) -> None:
@@ -213,32 +258,61 @@ class RegistrationConsumer:
                 break
             if item is not None:
                 self._add(item)
-        if not self._pending:
-            return
-        batch = list(self._pending.values())
         close_old_connections()
-        try:
-            written = record_registrations(batch)
-        except (DataError, IntegrityError) as exc:
-            # One bad registration (say, text PostgreSQL cannot store) must not block the rest.
-            logger.warning(
-                "batch of %d registrations refused (%s); writing one by one", len(batch), exc
-            )
-            written = self._record_one_by_one(batch)
-        except DatabaseError as exc:
-            logger.error("could not record %d registrations, keeping them: %s", len(batch), exc)
-            return
-        self.stats.recorded += written
-        self.stats.flushes += 1
-        self._pending.clear()
-        self._pending_messages = 0
-
-    def _record_one_by_one(self, batch: list[Registration]) -> int:
-        written = 0
-        for registration in batch:
+        if self._pending:
+            batch = list(self._pending.values())
             try:
-                written += record_registrations([registration])
+                admission = admit_registrations(batch)
+            except (DataError, IntegrityError) as exc:
+                # One bad registration (say, text PostgreSQL cannot store) must not block the rest.
+                logger.warning(
+                    "batch of %d registrations refused (%s); writing one by one", len(batch), exc
+                )
+                self._admit_one_by_one(batch)
+            except DatabaseError as exc:
+                logger.error("could not record %d registrations, keeping them: %s", len(batch), exc)
+                return
+            else:
+                self._tally(admission, batch)
+            self.stats.flushes += 1
+            self._pending.clear()
+            self._pending_messages = 0
+        self._write_refusals()
+
+    def _tally(self, admission: Any, batch: list[SealedRegistration]) -> None:
+        self.stats.recorded += admission.recorded
+        self.stats.pending += admission.pending
+        self.stats.auto_accepted += admission.auto_accepted
+        if admission.refused:
+            with self._refusals_lock:
+                for reason, count in admission.refused.items():
+                    self._refused[reason] += count
+                    self.stats.refused[reason] += count
+                    self._samples.setdefault(reason, ("", "see the log"))
+
+    def _admit_one_by_one(self, batch: list[SealedRegistration]) -> None:
+        for item in batch:
+            try:
+                self._tally(admit_registrations([item]), [item])
             except (DataError, IntegrityError) as exc:
                 self.stats.dropped += 1
-                logger.warning("dropped the registration of %r: %s", registration.identity, exc)
-        return written
+                logger.warning(
+                    "dropped the registration of %r: %s", item.registration.identity, exc
+                )
+
+    def _write_refusals(self) -> None:
+        with self._refusals_lock:
+            refused, samples = self._refused, self._samples
+            self._refused, self._samples = Counter(), {}
+        if not refused:
+            return
+        try:
+            count_refusals(refused, samples)
+        except DatabaseError as exc:
+            logger.error(
+                "could not record %d refused registrations: %s", sum(refused.values()), exc
+            )
+            with self._refusals_lock:
+                self._refused.update(refused)
+                for reason, sample in samples.items():
+                    self._samples.setdefault(reason, sample)

@@ -1,15 +1,32 @@
-"""Every change to the inventory goes through these functions."""
+"""Every change to the inventory and to node enrolment goes through these functions.
+
+A node's registration reaches the inventory only through ``admit_registrations``: it must be
+sealed by the key it carries (checked by the consumer with ``open_registration``), and that key
+must be the one the portal trusts for the identity (its accepted ``Enrolment``). A first-seen
+identity waits as *pending* until an admin accepts it (``accept_node``) or an auto-accept rule
+matches (``portal.inventory.enrolment``). Every decision is an audit event.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F
+from django.http import HttpRequest
 from django.utils import timezone
 
 from agents.protocol import Registration
-from portal.inventory.models import Node
+from portal.audit import kinds
+from portal.audit.services import record_event
+from portal.inventory.enrolment import auto_accept_rule
+from portal.inventory.models import Enrolment, Node, RefusedRegistrations
 from portal.inventory.search import SEARCH_FIELDS
 
 logger = logging.getLogger(__name__)
@@ -21,25 +38,46 @@ UPDATED_FIELDS = [
     *SEARCH_FIELDS,  # computed from the facts by NodeQuerySet.bulk_create
     "classes",
     "agents",
-    "public_key",
     "last_seen",
     "registered_at",
 ]
+# How many pending identities may wait at once: past it a new identity is refused (counted
+# ``too_many_pending``), so a flood of made-up names cannot fill the table or the audit.
+DEFAULT_MAX_PENDING = 10_000
+
+
+class EnrolmentError(ValueError):
+    """An enrolment decision that cannot be made (unknown identity, wrong state)."""
+
+
+@dataclass(frozen=True)
+class SealedRegistration:
+    """A registration whose seal was checked: it was signed by the key with ``key_id``,
+    whose PEM it carries in ``registration.public_key``."""
+
+    registration: Registration
+    key_id: str
+
+
+@dataclass
+class Admission:
+    """What ``admit_registrations`` did with a batch, by outcome."""
+
+    recorded: int = 0  # accepted nodes whose inventory row was written
+    pending: int = 0  # registrations of identities waiting for a decision (new or known)
+    auto_accepted: int = 0
+    refused: Counter[str] = field(default_factory=Counter)  # reason -> count
 
 
 def record_registrations(registrations: Sequence[Registration]) -> int:
-    """Upsert nodes from a batch of registrations in one ``INSERT ... ON CONFLICT``.
+    """Upsert accepted nodes from their registrations in one ``INSERT ... ON CONFLICT``.
 
-    Within the batch the newest ``msgtime`` per identity wins; ``first_seen`` is set on the
-    first insert only and ``last_seen`` is now; the search columns are computed from the facts
-    (``search``). Returns the number of nodes written. Across batches the later write wins
-    (registrations arrive in order in practice).
+    For registrations already admitted (``admit_registrations`` calls it; tests use it to
+    lay out an inventory). Within the batch the newest ``msgtime`` per identity wins;
+    ``first_seen`` is set on the first insert only and ``last_seen`` is now; the search columns
+    are computed from the facts (``search``). Returns the number of nodes written.
     """
-    newest: dict[str, Registration] = {}
-    for reg in registrations:
-        seen = newest.get(reg.identity)
-        if seen is None or reg.msgtime >= seen.msgtime:
-            newest[reg.identity] = reg
+    newest = _newest_per_identity(registrations)
     if not newest:
         return 0
     now = timezone.now()
@@ -50,7 +88,6 @@ def record_registrations(registrations: Sequence[Registration]) -> int:
             facts=reg.facts,
             classes=list(reg.classes),
             agents=list(reg.agents),
-            public_key=reg.public_key,
             first_seen=now,
             last_seen=now,
             registered_at=datetime.fromtimestamp(reg.msgtime, tz=UTC),
@@ -62,3 +99,342 @@ def record_registrations(registrations: Sequence[Registration]) -> int:
     )
     logger.debug("recorded %d registrations for %d nodes", len(registrations), len(rows))
     return len(rows)
+
+
+def _newest_per_identity(registrations: Iterable[Registration]) -> dict[str, Registration]:
+    newest: dict[str, Registration] = {}
+    for reg in registrations:
+        seen = newest.get(reg.identity)
+        if seen is None or reg.msgtime >= seen.msgtime:
+            newest[reg.identity] = reg
+    return newest
+
+
+def admit_registrations(batch: Sequence[SealedRegistration]) -> Admission:
+    """Record the registrations the portal trusts and hold the others, in one transaction.
+
+    Per identity (newest msgtime in the batch): an accepted identity under its pinned key is
+    written to the inventory, unless the registration is older than the one recorded
+    (``replayed``); under another key it is refused and kept as a key conflict (``node.
+    key_conflict``, once per new key), the inventory unchanged. A new identity becomes pending,
+    or accepted at once when an auto-accept rule matches. A pending identity's offered
+    registration is refreshed. Rejected and revoked identities are refused (``rejected``,
+    ``revoked``). A registration stamped too far ahead is refused (``future``).
+    """
+    newest: dict[str, SealedRegistration] = {}
+    for item in batch:
+        seen = newest.get(item.registration.identity)
+        if seen is None or item.registration.msgtime >= seen.registration.msgtime:
+            newest[item.registration.identity] = item
+    admission = Admission()
+    if not newest:
+        return admission
+    horizon = timezone.now().timestamp() + settings.SWITCHBOARD_REGISTRATION_CLOCK_SKEW
+    for identity in [i for i, item in newest.items() if item.registration.msgtime > horizon]:
+        admission.refused["future"] += 1
+        logger.warning("refused the registration of %s: stamped in the future", identity)
+        del newest[identity]
+    with transaction.atomic():
+        enrolments = {
+            e.identity: e
+            for e in Enrolment.objects.select_for_update().filter(identity__in=list(newest))
+        }
+        recorded_at = dict(
+            Node.objects.filter(identity__in=list(newest)).values_list("identity", "registered_at")
+        )
+        to_record: list[Registration] = []
+        for identity, item in newest.items():
+            enrolment = enrolments.get(identity)
+            if enrolment is None:
+                outcome = _first_sighting(item, admission)
+            else:
+                outcome = _known_identity(enrolment, item, recorded_at.get(identity))
+            if outcome == "record":
+                to_record.append(item.registration)
+            elif outcome == "pending":
+                admission.pending += 1
+            elif outcome == "auto_accepted":
+                admission.auto_accepted += 1
+                to_record.append(item.registration)
+            elif outcome:
+                admission.refused[outcome] += 1
+        admission.recorded = record_registrations(to_record)
+    return admission
+
+
+def _first_sighting(item: SealedRegistration, admission: Admission) -> str:
+    reg = item.registration
+    now = timezone.now()
+    rule = auto_accept_rule(reg, item.key_id)
+    if rule is None:
+        pending = Enrolment.objects.filter(state=Enrolment.State.PENDING).count()
+        if pending + admission.pending >= getattr(
+            settings, "SWITCHBOARD_MAX_PENDING", DEFAULT_MAX_PENDING
+        ):
+            logger.warning("refused the registration of %s: too many pending nodes", reg.identity)
+            return "too_many_pending"
+    enrolment = Enrolment.objects.create(
+        identity=reg.identity,
+        state=Enrolment.State.ACCEPTED if rule else Enrolment.State.PENDING,
+        public_key=reg.public_key,
+        key_id=item.key_id,
+        offered={} if rule else _offered(reg),
+        first_seen=now,
+        last_seen=now,
+        decided_at=now if rule else None,
+        decision=f"auto-accepted: {rule}" if rule else "",
+    )
+    if rule:
+        _audit(kinds.NODE_ACCEPTED, enrolment, None, None, f"auto-accepted ({rule})", rule=rule)
+        return "auto_accepted"
+    logger.info("node %s is pending enrolment (key %s)", reg.identity, item.key_id)
+    _audit(kinds.NODE_PENDING, enrolment, None, None, "first registration; pending enrolment")
+    return "pending"
+
+
+def _known_identity(
+    enrolment: Enrolment, item: SealedRegistration, recorded: datetime | None
+) -> str:
+    reg = item.registration
+    now = timezone.now()
+    if item.key_id != enrolment.key_id:
+        _note_conflict(enrolment, item, now)
+        return "key_conflict"
+    if enrolment.state in (Enrolment.State.REJECTED, Enrolment.State.REVOKED):
+        Enrolment.objects.filter(pk=enrolment.pk).update(last_seen=now)
+        return str(enrolment.state)
+    if enrolment.state == Enrolment.State.PENDING:
+        if reg.msgtime < enrolment.offered.get("msgtime", 0):
+            return "replayed"
+        Enrolment.objects.filter(pk=enrolment.pk).update(last_seen=now, offered=_offered(reg))
+        return "pending"
+    if recorded is not None and reg.msgtime < recorded.timestamp():
+        # An older registration than the one recorded: a replay of a sealed message the node
+        # sent before. Sealed by the right key, but it would put back facts the node changed.
+        return "replayed"
+    Enrolment.objects.filter(pk=enrolment.pk).update(last_seen=now)
+    return "record"
+
+
+def _note_conflict(enrolment: Enrolment, item: SealedRegistration, now: datetime) -> None:
+    new_key = item.key_id != enrolment.conflict_key_id
+    Enrolment.objects.filter(pk=enrolment.pk).update(
+        conflict_key=item.registration.public_key,
+        conflict_key_id=item.key_id,
+        conflict_seen=now,
+        conflict_count=F("conflict_count") + 1,
+    )
+    if new_key:
+        # Once per new key, not per registration: a node re-registering every 5 minutes with
+        # a regenerated key would otherwise write an event each time.
+        logger.warning(
+            "refused the registration of %s: signed by key %s, but the portal trusts key %s "
+            "for it (%s); kept its facts and key",
+            enrolment.identity,
+            item.key_id,
+            enrolment.key_id,
+            enrolment.state,
+        )
+        _audit(
+            kinds.NODE_KEY_CONFLICT,
+            enrolment,
+            None,
+            None,
+            f"registration signed by key {item.key_id}, not the trusted {enrolment.key_id}",
+            offered_key_id=item.key_id,
+        )
+
+
+def _offered(reg: Registration) -> dict[str, object]:
+    return {
+        "collectives": list(reg.collectives),
+        "facts": reg.facts,
+        "classes": list(reg.classes),
+        "agents": list(reg.agents),
+        "msgtime": reg.msgtime,
+    }
+
+
+def count_refusals(refused: Counter[str], samples: dict[str, tuple[str, str]]) -> None:
+    """Add a flush's refused registrations to the counters and the audit history.
+
+    ``samples`` maps a reason to its last (identity, detail). One audit event per call, so a
+    flood of bad registrations writes at most one event per flush.
+    """
+    if not refused:
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        for reason, count in refused.items():
+            identity, detail = samples.get(reason, ("", ""))
+            updated = RefusedRegistrations.objects.filter(reason=reason).update(
+                count=F("count") + count,
+                last_at=now,
+                last_identity=identity[:300],
+                last_detail=detail[:300],
+            )
+            if not updated:
+                RefusedRegistrations.objects.create(
+                    reason=reason,
+                    count=count,
+                    last_at=now,
+                    last_identity=identity[:300],
+                    last_detail=detail[:300],
+                )
+        record_event(
+            kinds.NODE_REGISTRATIONS_REFUSED,
+            actor=None,
+            outcome="refused",
+            summary=", ".join(f"{n} {reason}" for reason, n in sorted(refused.items())),
+            data={
+                "counts": dict(refused),
+                "last": {reason: list(sample) for reason, sample in samples.items()},
+            },
+        )
+
+
+# -- decisions by an admin (page, API, ``manage.py nodes``) -------------------------------
+
+
+def _decide(identity: str, allowed: Iterable[str], verb: str) -> Enrolment:
+    enrolment = Enrolment.objects.select_for_update().filter(identity=identity).first()
+    if enrolment is None:
+        raise EnrolmentError(f"no node {identity!r} has registered")
+    if enrolment.state not in allowed:
+        raise EnrolmentError(f"cannot {verb} {identity}: it is {enrolment.state}")
+    return enrolment
+
+
+@transaction.atomic
+def accept_node(
+    identity: str, actor: AbstractBaseUser | None, request: HttpRequest | None = None
+) -> Enrolment:
+    """Trust a pending or rejected node's key: pin it and put the node in the inventory with
+    the registration it offered. Audited as ``node.accepted``."""
+    enrolment = _decide(identity, (Enrolment.State.PENDING, Enrolment.State.REJECTED), "accept")
+    before = enrolment.state
+    offered = enrolment.offered or {}
+    _set_decision(enrolment, Enrolment.State.ACCEPTED, actor, "accepted by an admin")
+    enrolment.offered = {}
+    enrolment.save()
+    if offered:
+        record_registrations([_registration_from(enrolment, offered)])
+    _audit(kinds.NODE_ACCEPTED, enrolment, actor, request, "accepted", before=before)
+    return enrolment
+
+
+@transaction.atomic
+def reject_node(
+    identity: str, actor: AbstractBaseUser | None, request: HttpRequest | None = None
+) -> Enrolment:
+    """Refuse a pending node: its registrations under that key are refused from now on.
+    Audited as ``node.rejected``."""
+    enrolment = _decide(identity, (Enrolment.State.PENDING,), "reject")
+    _set_decision(enrolment, Enrolment.State.REJECTED, actor, "rejected by an admin")
+    enrolment.save()
+    _audit(kinds.NODE_REJECTED, enrolment, actor, request, "rejected", before="pending")
+    return enrolment
+
+
+@transaction.atomic
+def revoke_node(
+    identity: str, actor: AbstractBaseUser | None, request: HttpRequest | None = None
+) -> Enrolment:
+    """Stop trusting an accepted node: it leaves the inventory, is no longer discovered or
+    sent requests, and its replies and registrations are refused. Audited as
+    ``node.revoked``; ``forget_node`` lets the identity enrol again."""
+    enrolment = _decide(identity, (Enrolment.State.ACCEPTED,), "revoke")
+    _set_decision(enrolment, Enrolment.State.REVOKED, actor, "revoked by an admin")
+    enrolment.save()
+    Node.objects.filter(identity=identity).delete()
+    _audit(kinds.NODE_REVOKED, enrolment, actor, request, "revoked", before="accepted")
+    return enrolment
+
+
+@transaction.atomic
+def rekey_node(
+    identity: str, actor: AbstractBaseUser | None, request: HttpRequest | None = None
+) -> Enrolment:
+    """Trust the conflicting key instead of the pinned one (the node's key was replaced on
+    purpose). The node's next registration under it is recorded. Audited as
+    ``node.rekeyed`` with both key ids."""
+    enrolment = _decide(identity, tuple(Enrolment.State), "re-key")
+    if not enrolment.has_conflict:
+        raise EnrolmentError(f"cannot re-key {identity}: no other key has been seen for it")
+    old_key_id = enrolment.key_id
+    enrolment.public_key, enrolment.key_id = enrolment.conflict_key, enrolment.conflict_key_id
+    enrolment.conflict_key, enrolment.conflict_key_id = "", ""
+    enrolment.conflict_seen, enrolment.conflict_count = None, 0
+    enrolment.decided_by = getattr(actor, "username", "") or ""
+    enrolment.decided_at = timezone.now()
+    enrolment.decision = f"re-keyed by an admin (was key {old_key_id})"
+    enrolment.save()
+    _audit(
+        kinds.NODE_REKEYED,
+        enrolment,
+        actor,
+        request,
+        f"key {old_key_id} replaced by {enrolment.key_id}",
+        old_key_id=old_key_id,
+    )
+    return enrolment
+
+
+@transaction.atomic
+def forget_node(
+    identity: str, actor: AbstractBaseUser | None, request: HttpRequest | None = None
+) -> None:
+    """Drop a rejected or revoked identity's enrolment, so its next registration starts over
+    as pending. Audited as ``node.forgotten``."""
+    enrolment = _decide(identity, (Enrolment.State.REJECTED, Enrolment.State.REVOKED), "forget")
+    _audit(kinds.NODE_FORGOTTEN, enrolment, actor, request, "forgotten", before=enrolment.state)
+    enrolment.delete()
+
+
+def _set_decision(
+    enrolment: Enrolment, state: str, actor: AbstractBaseUser | None, how: str
+) -> None:
+    enrolment.state = state
+    enrolment.decided_by = getattr(actor, "username", "") or ""
+    enrolment.decided_at = timezone.now()
+    enrolment.decision = how
+
+
+def _registration_from(enrolment: Enrolment, offered: dict[str, object]) -> Registration:
+    return Registration(
+        identity=enrolment.identity,
+        collectives=list(offered.get("collectives") or []),  # type: ignore[call-overload]
+        facts=dict(offered.get("facts") or {}),  # type: ignore[call-overload]
+        classes=list(offered.get("classes") or []),  # type: ignore[call-overload]
+        agents=list(offered.get("agents") or []),  # type: ignore[call-overload]
+        msgtime=float(offered.get("msgtime") or 0.0),  # type: ignore[arg-type]
+        public_key=enrolment.public_key,
+    )
+
+
+def _audit(
+    kind: str,
+    enrolment: Enrolment,
+    actor: AbstractBaseUser | None,
+    request: HttpRequest | None,
+    summary: str,
+    **data: object,
+) -> None:
+    record_event(
+        kind,
+        actor=actor,
+        request=request,
+        outcome=str(enrolment.state),
+        summary=f"{enrolment.identity}: {summary}",
+        data={"identity": enrolment.identity, "key_id": enrolment.key_id, **data},
+        nodes=[enrolment.identity],
+    )
+
+
+def trusted_keys(identities: Iterable[str]) -> dict[str, str]:
+    """Identity -> PEM of the key the portal trusts, for the accepted ones among them."""
+    return dict(
+        Enrolment.objects.filter(
+            identity__in=list(identities), state=Enrolment.State.ACCEPTED
+        ).values_list("identity", "public_key")
+    )

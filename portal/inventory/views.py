@@ -1,4 +1,5 @@
-"""Inventory pages: the node list (filter search, keyset paging, fact columns) and a node's page."""
+"""Inventory pages: the node list (filter search, keyset paging, fact columns), a node's page,
+and the admins' enrolment page (pending nodes, key conflicts, decisions)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,22 @@ import re
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings as django_settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
 
-from portal.inventory.api import BadFilter, node_facts, parse_filter
-from portal.inventory.models import Node
+from portal.inventory import services
+from portal.inventory.api import ENROLMENT_DECISIONS, BadFilter, node_facts, parse_filter
+from portal.inventory.enrolment import active_rules
+from portal.inventory.models import Enrolment, Node, RefusedRegistrations
 from portal.inventory.pg_regex import UnsupportedFilter
 from portal.jobs.models import Job, NodeReply
+from portal.rbac.policy import may_administer
 
 PAGE_SIZE = 50
 JOBS_ON_NODE_PAGE = 50
@@ -133,7 +142,81 @@ def node_detail(request: HttpRequest, identity: str) -> HttpResponse:
     )
     context = {
         "node": node,
+        "enrolment": Enrolment.objects.filter(identity=node.identity).first(),
+        "may_decide": may_administer(request.user),
+        "node_actions": [("revoke", "Revoke", "secondary")],
+        "conflict_actions": [("rekey", "Re-key", "secondary")],
         "facts": sorted(node.facts.items()) if isinstance(node.facts, dict) else [],
         "replies": list(replies),
     }
     return render(request, "inventory/node_detail.html", context)
+
+
+ENROLMENT_LIST_SIZE = 200
+
+
+@login_required
+def enrolment(request: HttpRequest) -> HttpResponse:
+    """Admins: nodes waiting for a decision, key conflicts, rejected and revoked nodes, the
+    auto-accept rules in force and the registrations refused by reason."""
+    if not may_administer(request.user):
+        return HttpResponseForbidden("only admins decide which nodes are trusted")
+    State = Enrolment.State
+    enrolments = Enrolment.objects.order_by("identity")
+    counts = dict(
+        enrolments.order_by().values_list("state").annotate(n=Count("pk")).values_list("state", "n")
+    )
+    context = {
+        "pending": list(enrolments.filter(state=State.PENDING)[:ENROLMENT_LIST_SIZE]),
+        "conflicts": list(
+            enrolments.exclude(conflict_key_id="").exclude(state=State.PENDING)[
+                :ENROLMENT_LIST_SIZE
+            ]
+        ),
+        "refused_nodes": list(
+            enrolments.filter(state__in=[State.REJECTED, State.REVOKED])[:ENROLMENT_LIST_SIZE]
+        ),
+        "counts": {state.value: counts.get(state.value, 0) for state in State},
+        "list_size": ENROLMENT_LIST_SIZE,
+        "rules": active_rules(),
+        "identity_pattern": django_settings.SWITCHBOARD_AUTO_ACCEPT_IDENTITIES,
+        "refusals": list(RefusedRegistrations.objects.all()),
+        "pending_actions": [("accept", "Accept", ""), ("reject", "Reject", "secondary")],
+        "conflict_actions": [("rekey", "Re-key", "secondary")],
+        "rejected_actions": [("accept", "Accept", "secondary"), ("forget", "Forget", "secondary")],
+        "revoked_actions": [("forget", "Forget", "secondary")],
+    }
+    return render(request, "inventory/enrolment.html", context)
+
+
+DECISION_MESSAGES = {
+    "accept": "{identity} accepted: its key {key_id} is pinned.",
+    "reject": "{identity} rejected: its registrations are refused.",
+    "revoke": "{identity} revoked: it left the inventory and its replies are refused.",
+    "rekey": "{identity} re-keyed: key {key_id} is trusted now.",
+    "forget": "{identity} forgotten: it may enrol again.",
+}
+
+
+@login_required
+@require_POST
+def enrolment_decide(request: HttpRequest, identity: str, decision: str) -> HttpResponse:
+    """POST: accept, reject, revoke, re-key or forget one node; back to where it came from
+    with a message saying what happened (or why not)."""
+    if not may_administer(request.user):
+        return HttpResponseForbidden("only admins decide which nodes are trusted")
+    decide = ENROLMENT_DECISIONS.get(decision)
+    if decide is None:
+        return HttpResponse("unknown decision", status=404, content_type="text/plain")
+    done = DECISION_MESSAGES[decision]
+    try:
+        result = decide(identity, request.user, request)
+    except services.EnrolmentError as exc:
+        messages.error(request, str(exc))
+    else:
+        key_id = result.key_id if result is not None else ""
+        messages.success(request, done.format(identity=identity, key_id=key_id))
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, {request.get_host()}):
+        target = ""
+    return redirect(target or "enrolment")

@@ -22,6 +22,7 @@ from portal.broker.gateway import (
     load_registered_keys,
 )
 from portal.inventory.models import Node
+from portal.inventory.services import trusted_keys
 from portal.jobs.models import Job, NodeReply
 from portal.jobs.options import ExecutionOptions
 from portal.jobs.services import (
@@ -100,12 +101,14 @@ def _discover_and_collect(
     if job.discovery_method == "inventory":
         discovered = discover_from_inventory(Filter.from_dict(job.filter), job.collective)
     else:
-        discovered = gateway.discover(
-            job.filter,
-            caller.callerid,
-            timeout=settings.SWITCHBOARD_DISCOVERY_TIMEOUT,
-            ttl=options.ttl,
-            roles=caller.roles,
+        discovered = enrolled_responders(
+            gateway.discover(
+                job.filter,
+                caller.callerid,
+                timeout=settings.SWITCHBOARD_DISCOVERY_TIMEOUT,
+                ttl=options.ttl,
+                roles=caller.roles,
+            )
         )
     targets = options.choose(discovered)
     record_discovery(job, discovered, targets)
@@ -173,13 +176,28 @@ def discover_from_inventory(job_filter: Filter, collective: str | None = None) -
 
 
 def registered_keys(identities: Sequence[str]) -> dict[str, Ed25519PublicKey]:
-    """The public keys these nodes registered, to check their replies' signatures."""
-    pems = dict(
-        Node.objects.filter(identity__in=identities)
-        .exclude(public_key="")
-        .values_list("identity", "public_key")
+    """The keys the portal trusts for these nodes (accepted enrolments), to check replies."""
+    return load_registered_keys(trusted_keys(identities))
+
+
+def enrolled_responders(answers: dict[str, ReceivedReply]) -> list[str]:
+    """The identities among a broadcast discovery's answers that are accepted nodes and
+    signed their answer with their trusted key; the others are logged and left out."""
+    keys = registered_keys(list(answers))
+    found = sorted(
+        identity
+        for identity, answer in answers.items()
+        if identity in keys and answer.signed_by(keys[identity])
     )
-    return load_registered_keys(pems)
+    if len(found) < len(answers):
+        strangers = sorted(set(answers) - set(found))
+        logger.warning(
+            "discovery: left out %d answers from nodes that are not accepted or did not sign "
+            "with their trusted key: %s",
+            len(strangers),
+            ", ".join(strangers[:10]) + (" ..." if len(strangers) > 10 else ""),
+        )
+    return found
 
 
 def _pause(job: Job, seconds: float) -> bool:
@@ -270,13 +288,16 @@ class _Collector:
             self.dropped += 1
             return
         key = self.keys.get(identity)
-        if key is not None and not received.signed_by(key):
-            # A node with a registered key must sign with it: anything else is an impostor
-            # or a tampered reply, never stored as that node's answer.
+        if key is None or not received.signed_by(key):
+            # Only an accepted node signing with its pinned key speaks for it: anything else
+            # is an impostor, a tampered reply or a revoked node, never stored as its answer.
             logger.warning(
-                "job %s: dropped a reply from %s whose signature does not match its registered key",
+                "job %s: dropped a reply from %s: %s",
                 self.job.pk,
                 identity,
+                "it is not an accepted node"
+                if key is None
+                else "its signature does not match the key the portal trusts for it",
             )
             self.dropped += 1
             return
@@ -285,8 +306,7 @@ class _Collector:
             self.dropped += 1
             return
         self.seen.add(identity)
-        if key is not None:
-            self.verified.add(identity)
+        self.verified.add(identity)
         self.pending.append(received.reply)
 
     def flush(self) -> None:

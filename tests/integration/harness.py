@@ -34,6 +34,9 @@ from tests.integration.wire import ACTIVEMQ_PORTS, require_network
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 PASSWORD = "integration-test-pw"
+# The stacks auto-accept nodes that prove this token (SWITCHBOARD_AUTO_ACCEPT=token), as the
+# demo does; the enrolment tests start their portal without it.
+ENROLMENT_TOKEN = "integration-enrolment-token"
 
 
 def portal_public_key(var_dir: Path) -> Path:
@@ -173,6 +176,8 @@ def start_portal(
         "SWITCHBOARD_VAR_DIR": str(var_dir),
         "SWITCHBOARD_DISCOVERY_TIMEOUT": "1.5",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SWITCHBOARD_AUTO_ACCEPT": "token",
+        "SWITCHBOARD_ENROLMENT_TOKEN": ENROLMENT_TOKEN,
         **env,
     }
     env.setdefault("DATABASE_URL", f"sqlite:///{var_dir / 'switchboard.sqlite3'}")
@@ -206,6 +211,7 @@ def embedded_stack(
             seed=7,
             trusted_key=portal_public_key(tmp),
             sub_collectives=True,
+            enrolment_token=ENROLMENT_TOKEN,
         )
         portal.wait_for_inventory(nodes)
         yield portal

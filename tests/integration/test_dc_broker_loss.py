@@ -29,6 +29,7 @@ from portal.core.supervisor import Supervisor
 from tests.conftest import port_open
 from tests.integration.harness import (
     ACTIVEMQ_PORTS,
+    ENROLMENT_TOKEN,
     PortalStack,
     PrefixedFleet,
     activemq_portal,
@@ -88,6 +89,7 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
                 login="node",
                 passcode="node-secret",
                 trusted_key=portal_public_key(tmp_path),
+                enrolment_token=ENROLMENT_TOKEN,
                 identity_prefix=prefix,
             )
             running = Fleet(portal, prefix)

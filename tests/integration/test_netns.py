@@ -27,7 +27,7 @@ from portal.core import stack
 from portal.core.supervisor import Supervisor
 from tests.conftest import require_service
 from tests.integration import netns
-from tests.integration.harness import PASSWORD, PortalStack, portal_public_key
+from tests.integration.harness import ENROLMENT_TOKEN, PASSWORD, PortalStack, portal_public_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns, pytest.mark.timeout(900)]
 
@@ -91,6 +91,7 @@ def system(lab: netns.Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             stack.start_simulator(
                 sups[site.nodes_ns], {site.name: site.stomp}, NODES_PER_SITE, seed=7,
                 login="node", passcode="node-secret", trusted_key=portal_public_key(tmp),
+                enrolment_token=ENROLMENT_TOKEN,
                 wrap=lab.wrap(site.nodes_ns),
             )  # fmt: skip
         identities = {
@@ -116,6 +117,8 @@ def start_portal_side(lab: netns.Lab, sup: Supervisor, tmp: Path) -> PortalStack
         "SWITCHBOARD_DISCOVERY_TIMEOUT": "4",
         "ALLOWED_HOSTS": netns.NOC_ADDRESS,
         "SWITCHBOARD_DEMO_PASSWORD": PASSWORD,
+        "SWITCHBOARD_AUTO_ACCEPT": "token",
+        "SWITCHBOARD_ENROLMENT_TOKEN": ENROLMENT_TOKEN,
     }
     portal = PortalStack(f"http://{netns.NOC_ADDRESS}:{ASGI_PORT}", env, tmp, sup)
     # Database only, no broker: run from the test's own namespace.

@@ -24,6 +24,7 @@ from portal.jobs.options import ExecutionOptions
 from tests.integration.harness import (
     ACTIVEMQ_PORTS,
     BASE_DIR,
+    ENROLMENT_TOKEN,
     PortalStack,
     activemq_portal,
     embedded_stack,
@@ -63,6 +64,7 @@ def _activemq(tmp: Path) -> Iterator[PortalStack]:
             login="node",
             passcode="node-secret",
             trusted_key=portal_public_key(tmp),
+            enrolment_token=ENROLMENT_TOKEN,
             sub_collectives=True,
         )
         portal.wait_for_inventory(NODE_COUNT)

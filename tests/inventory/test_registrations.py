@@ -23,6 +23,16 @@ from portal.inventory.registrations import READY_LINE, RegistrationConsumer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+TOKEN = "registration-test-token"
+
+
+@pytest.fixture(autouse=True)
+def auto_accept_by_token(settings):
+    """These tests are about the consumer's plumbing: the nodes enrol by token at once
+    (tests/inventory/test_enrolment.py covers enrolment itself)."""
+    settings.SWITCHBOARD_AUTO_ACCEPT = ["token"]
+    settings.SWITCHBOARD_ENROLMENT_TOKEN = TOKEN
+
 
 def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
@@ -82,7 +92,7 @@ def fleet(sim: Simulator) -> dict[str, tuple[dict, list[str], list[str]]]:
 
 
 def test_simulated_fleet_lands_in_the_inventory(broker, consumer):
-    with Simulator(20, broker.address, register_interval=0.5, seed=7) as sim:
+    with Simulator(20, broker.address, register_interval=0.5, seed=7, enrolment_token=TOKEN) as sim:
         wait_for(lambda: Node.objects.count() == 20)
         wait_for(lambda: inventory() == fleet(sim))
         first = {n.identity: n.last_seen for n in Node.objects.all()}
@@ -99,7 +109,7 @@ def test_malformed_frames_are_counted_not_fatal(broker, consumer):
         conn.send(topic, "not json")
         conn.send(topic, '{"protocol": "switchboard:registration:2"}')
         conn.send(topic, '{"protocol": "switchboard:registration:1", "identity": "x"}')
-        with Simulator(3, broker.address, register_interval=0) as sim:
+        with Simulator(3, broker.address, register_interval=0, enrolment_token=TOKEN) as sim:
             wait_for(lambda: inventory() == fleet(sim))
     finally:
         conn.disconnect()
@@ -115,7 +125,7 @@ def test_reconnects_when_the_broker_comes_back(broker):
         revived = EmbeddedBroker(port=port).start()
         try:
             wait_for(lambda: running.consumer.stats.connects == 2, timeout=30)
-            with Simulator(5, revived.address, register_interval=0) as sim:
+            with Simulator(5, revived.address, register_interval=0, enrolment_token=TOKEN) as sim:
                 wait_for(lambda: inventory() == fleet(sim))
         finally:
             running.stop()
@@ -129,7 +139,7 @@ def test_stop_flushes_what_is_buffered(broker):
     running = RunningConsumer(broker.address)
     running.consumer.flush_interval = 3600  # only stop() will flush
     running.start()
-    with Simulator(4, broker.address, register_interval=0):
+    with Simulator(4, broker.address, register_interval=0, enrolment_token=TOKEN):
         wait_for(lambda: running.consumer.stats.received == 4)
     assert Node.objects.count() == 0
     running.stop()
@@ -141,6 +151,8 @@ def test_management_command_prints_ready_and_stops_on_sigterm(broker):
         **os.environ,
         "STOMP_BROKERS": broker.address,
         "DATABASE_URL": _database_url(),
+        "SWITCHBOARD_AUTO_ACCEPT": "token",
+        "SWITCHBOARD_ENROLMENT_TOKEN": TOKEN,
     }
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "consume_registrations"],
@@ -159,7 +171,7 @@ def test_management_command_prints_ready_and_stops_on_sigterm(broker):
                 break
         else:
             raise AssertionError("".join(seen))
-        with Simulator(2, broker.address, register_interval=0) as sim:
+        with Simulator(2, broker.address, register_interval=0, enrolment_token=TOKEN) as sim:
             wait_for(lambda: inventory() == fleet(sim))
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=15)
@@ -169,6 +181,7 @@ def test_management_command_prints_ready_and_stops_on_sigterm(broker):
             proc.wait()
     assert proc.returncode == 0, out
     assert "registration consumer stopped: 2 received, 0 malformed" in out
+    assert "2 auto-accepted; refused: none" in out
 
 
 def _database_url() -> str:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_record_inserts_every_field(make_registration):
-    reg = make_registration(public_key="PEM", msgtime=1_800_000_000.5)
+    reg = make_registration(msgtime=1_800_000_000.5)
 
     assert record_registrations([reg]) == 1
 
@@ -26,7 +26,6 @@ def test_record_inserts_every_field(make_registration):
     assert node.facts == {"customer": "acme", "environment": "prod"}
     assert node.classes == ["base", "apache"]
     assert node.agents == ["rpcutil"]
-    assert node.public_key == "PEM"
     assert node.registered_at.timestamp() == 1_800_000_000.5
     assert node.first_seen == node.last_seen
     assert not node.is_stale

@@ -118,14 +118,15 @@ def test_replies_are_checked_against_registered_keys(operator, queued_tasks) -> 
     collector.accept(_received("signed", honest))
     collector.accept(_received("forged", impostor))  # signed, but not with the registered key
     collector.accept(_received("forged", None))  # unsigned, though the node registered a key
-    collector.accept(_received("unknown", None))  # no registered key: kept, not verified
+    collector.accept(_received("unknown", None))  # no trusted key (not accepted): refused
+    collector.accept(_received("unknown", SigningKey.generate()))  # signed, still not accepted
     collector.accept(_received("signed", honest))  # a second reply
     collector.accept(_received("late", None))  # matched, but missed discovery: not targeted
     collector.flush()
     job.refresh_from_db()
     stored = dict(job.replies.values_list("identity", "verified"))
-    assert stored == {"signed": True, "unknown": False}
-    assert job.dropped_count == 4
+    assert stored == {"signed": True}
+    assert job.dropped_count == 6
 
 
 class _UnconnectedGateway(BrokerGateway):
@@ -133,8 +134,9 @@ class _UnconnectedGateway(BrokerGateway):
 
     connected = True
 
-    def receive(self, reply: Reply) -> None:
-        self._listener.on_message(SimpleNamespace(body=encode(reply)))
+    def receive(self, reply: Reply, key: SigningKey | None = None) -> None:
+        body = seal_reply(reply, key) if key else encode(reply)
+        self._listener.on_message(SimpleNamespace(body=body))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -151,10 +153,12 @@ def test_replies_to_other_requests_are_dropped_and_counted(operator, queued_task
     earlier = gateway.new_request(
         agent="rpcutil", action="ping", data={}, filter={}, callerid="u", ttl=60
     )
-    gateway.receive(Reply.for_request(earlier, senderid="b", statuscode=0, statusmsg="OK"))
+    key_a, key_b = SigningKey.generate(), SigningKey.generate()
+    gateway.receive(Reply.for_request(earlier, senderid="b", statuscode=0, statusmsg="OK"), key_b)
     gateway._listener.on_message(SimpleNamespace(body="{not json"))
-    gateway.receive(Reply.for_request(request, senderid="a", statuscode=0, statusmsg="OK"))
-    collector = _Collector(job, lambda rows: None, {}, {"a", "b"})
+    gateway.receive(Reply.for_request(request, senderid="a", statuscode=0, statusmsg="OK"), key_a)
+    keys = {"a": key_a.public_key, "b": key_b.public_key}
+    collector = _Collector(job, lambda rows: None, keys, {"a", "b"})
     collector.collect(gateway, request, {"a"})
     collector.flush()
     job.refresh_from_db()

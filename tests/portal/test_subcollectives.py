@@ -23,6 +23,7 @@ from portal.jobs import runner
 from portal.jobs.models import Job
 from portal.jobs.options import ExecutionOptions, OptionsError
 from portal.jobs.services import estimate_targets, parse_filter_text, submit_job
+from tests.conftest import enrol_accepted
 
 
 def _node(identity: str, datacenter: str, collectives: list[str]) -> Node:
@@ -118,6 +119,7 @@ def test_a_sub_collective_job_is_answered_by_its_members_only(
         _node(d.identity, d.node.facts["datacenter"], list(d.config.collectives))
         for d in embedded_fleet.daemons
     )
+    enrol_accepted({d.identity: d.signing_key for d in embedded_fleet.daemons})
     members = sorted(d.identity for d in embedded_fleet.daemons if "dc_a" in d.config.collectives)
     others = [d for d in embedded_fleet.daemons if d.identity not in members]
     assert len(members) == 3 and len(others) == 3

@@ -64,6 +64,13 @@ class Command(BaseCommand):
         self._clear_celery_queue()
         # The nodes must know the portal's public key before the first request.
         SigningKey.load_or_create(settings.SWITCHBOARD_SIGNING_KEY)
+        # The demo's own fleet enrols by token so that it is up in one command; production
+        # leaves auto-acceptance off and an admin accepts each new node (/enrolment/). The
+        # children (consumer, portal, nodes) inherit these.
+        os.environ.setdefault("SWITCHBOARD_AUTO_ACCEPT", "token")
+        os.environ.setdefault(
+            "SWITCHBOARD_ENROLMENT_TOKEN", stack.demo_enrolment_token(settings.VAR_DIR)
+        )
 
         stomp_host, stomp_port = parse_brokers(settings.STOMP_BROKERS)[0]
         # SIGTERM is turned into the same clean stop as Ctrl-C.
@@ -81,6 +88,7 @@ class Command(BaseCommand):
                     options["nodes"],
                     trusted_key=public_path(settings.SWITCHBOARD_SIGNING_KEY),
                     sub_collectives=True,
+                    enrolment_token=os.environ["SWITCHBOARD_ENROLMENT_TOKEN"],
                 )
                 stack.start_asgi(sup, options["host"], options["port"])
             except ChildFailed as exc:
@@ -110,6 +118,11 @@ class Command(BaseCommand):
         where = "; ".join(f"datacenter {n} on {b}" for n, b in simulated_datacenters().items())
         self.stdout.write(f"  {options['nodes']} simulated nodes: {where}")
         self.stdout.write(f"  portal and worker on {settings.STOMP_BROKERS}")
+        self.stdout.write(
+            "  new nodes are auto-accepted by the demo's enrolment token"
+            f" (SWITCHBOARD_AUTO_ACCEPT={os.environ.get('SWITCHBOARD_AUTO_ACCEPT', '')});"
+            f" others wait at {url}enrolment/"
+        )
         self.stdout.write(f"  logs in {sup.log_dir}")
         self.stdout.write("  demo logins:")
         for login in logins:

@@ -27,7 +27,9 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, lambda *_: consumer.stop())
         consumer.run()
         stats = consumer.stats
+        refused = ", ".join(f"{n} {why}" for why, n in sorted(stats.refused.items())) or "none"
         self.stdout.write(
             f"registration consumer stopped: {stats.received} received, {stats.malformed} "
-            f"malformed, {stats.recorded} nodes written in {stats.flushes} flushes"
+            f"malformed, {stats.recorded} nodes written in {stats.flushes} flushes, "
+            f"{stats.pending} pending, {stats.auto_accepted} auto-accepted; refused: {refused}"
         )
