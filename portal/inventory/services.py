@@ -168,7 +168,7 @@ def _first_sighting(item: SealedRegistration, admission: Admission) -> str:
     rule = auto_accept_rule(reg, item.key_id)
     if rule is None:
         pending = Enrolment.objects.filter(state=Enrolment.State.PENDING).count()
-        if pending + admission.pending >= getattr(
+        if pending >= getattr(
             settings, "SWITCHBOARD_MAX_PENDING", DEFAULT_MAX_PENDING
         ):
             logger.warning("refused the registration of %s: too many pending nodes", reg.identity)
