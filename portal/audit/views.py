@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import timedelta
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -166,7 +167,7 @@ def job_history(request: HttpRequest, job_id: int) -> HttpResponse:
         "events": events,
         "replies": replies,
         "replies_after": after,
-        "next_replies": f"?after={replies[-1].identity}" if more else None,
+        "next_replies": "?" + urlencode({"after": replies[-1].identity}) if more else None,
         "no_response": job.no_response if job is not None else [],
     }
     return render(request, "audit/job.html", context)

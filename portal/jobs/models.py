@@ -119,8 +119,8 @@ class NodeReply(models.Model):
     statusmsg = models.TextField(blank=True)
     data = models.JSONField(default=dict)
     received_at = models.DateTimeField()
-    # True when signed by the key the node registered; False for a node the inventory has
-    # no key for (not registered yet, or it does not sign).
+    # True when signed by the key the portal trusts for the node (its accepted enrolment).
+    # Only such replies are stored now; False remains on replies stored before enrolment.
     verified = models.BooleanField(default=False)
 
     class Meta:
