@@ -206,6 +206,8 @@ SWITCHBOARD_ENROLMENT_KEY_DIR = env_str("SWITCHBOARD_ENROLMENT_KEY_DIR", "")
 SWITCHBOARD_AUTO_ACCEPT_IDENTITIES = env_str("SWITCHBOARD_AUTO_ACCEPT_IDENTITIES", ".*")
 # How far ahead of the portal's clock a registration's msgtime may be (seconds).
 SWITCHBOARD_REGISTRATION_CLOCK_SKEW = env_float("SWITCHBOARD_REGISTRATION_CLOCK_SKEW", 300.0)
+# How many identities may wait for enrolment at once; past it new ones are refused.
+SWITCHBOARD_MAX_PENDING = int(env_float("SWITCHBOARD_MAX_PENDING", 10_000))
 # Above this many nodes the web form asks the operator to type the node count to go on.
 SWITCHBOARD_CONFIRM_ABOVE = int(env_float("SWITCHBOARD_CONFIRM_ABOVE", 25))
 # How long a job waiting for a second person's approval may wait before it expires (seconds).

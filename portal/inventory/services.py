@@ -41,9 +41,6 @@ UPDATED_FIELDS = [
     "last_seen",
     "registered_at",
 ]
-# How many pending identities may wait at once: past it a new identity is refused (counted
-# ``too_many_pending``), so a flood of made-up names cannot fill the table or the audit.
-DEFAULT_MAX_PENDING = 10_000
 
 
 class EnrolmentError(ValueError):
@@ -143,12 +140,15 @@ def admit_registrations(batch: Sequence[SealedRegistration]) -> Admission:
             Node.objects.filter(identity__in=list(newest)).values_list("identity", "registered_at")
         )
         to_record: list[Registration] = []
+        heard_from: list[int] = []  # enrolments whose last_seen moves, in one UPDATE
         for identity, item in newest.items():
             enrolment = enrolments.get(identity)
             if enrolment is None:
                 outcome = _first_sighting(item, admission)
             else:
                 outcome = _known_identity(enrolment, item, recorded_at.get(identity))
+                if outcome in ("record", "rejected", "revoked"):
+                    heard_from.append(enrolment.pk)
             if outcome == "record":
                 to_record.append(item.registration)
             elif outcome == "pending":
@@ -158,6 +158,7 @@ def admit_registrations(batch: Sequence[SealedRegistration]) -> Admission:
                 to_record.append(item.registration)
             elif outcome:
                 admission.refused[outcome] += 1
+        Enrolment.objects.filter(pk__in=heard_from).update(last_seen=timezone.now())
         admission.recorded = record_registrations(to_record)
     return admission
 
@@ -168,9 +169,9 @@ def _first_sighting(item: SealedRegistration, admission: Admission) -> str:
     rule = auto_accept_rule(reg, item.key_id)
     if rule is None:
         pending = Enrolment.objects.filter(state=Enrolment.State.PENDING).count()
-        if pending >= getattr(
-            settings, "SWITCHBOARD_MAX_PENDING", DEFAULT_MAX_PENDING
-        ):
+        # Past the cap a new identity is refused, so a flood of made-up names cannot fill
+        # the table or the audit history.
+        if pending >= settings.SWITCHBOARD_MAX_PENDING:
             logger.warning("refused the registration of %s: too many pending nodes", reg.identity)
             return "too_many_pending"
     enrolment = Enrolment.objects.create(
@@ -201,18 +202,18 @@ def _known_identity(
         _note_conflict(enrolment, item, now)
         return "key_conflict"
     if enrolment.state in (Enrolment.State.REJECTED, Enrolment.State.REVOKED):
-        Enrolment.objects.filter(pk=enrolment.pk).update(last_seen=now)
         return str(enrolment.state)
     if enrolment.state == Enrolment.State.PENDING:
         if reg.msgtime < enrolment.offered.get("msgtime", 0):
             return "replayed"
         Enrolment.objects.filter(pk=enrolment.pk).update(last_seen=now, offered=_offered(reg))
         return "pending"
-    if recorded is not None and reg.msgtime < recorded.timestamp():
+    # The stored time is rounded to the microsecond: a millisecond's grace keeps the same
+    # registration, delivered twice, from counting as a replay.
+    if recorded is not None and reg.msgtime < recorded.timestamp() - 0.001:
         # An older registration than the one recorded: a replay of a sealed message the node
         # sent before. Sealed by the right key, but it would put back facts the node changed.
         return "replayed"
-    Enrolment.objects.filter(pk=enrolment.pk).update(last_seen=now)
     return "record"
 
 
