@@ -37,6 +37,7 @@ from agents.protocol import (
 from agents.protocol.security import SignatureError, UnsignedMessage, open_registration
 from portal.broker.gateway import BrokerSettings
 from portal.inventory.services import (
+    Admission,
     SealedRegistration,
     admit_registrations,
     count_refusals,
@@ -68,6 +69,17 @@ class ConsumerStats:
     def malformed(self) -> int:
         """Registrations that were not a well-formed envelope at all."""
         return self.refused["malformed"]
+
+
+# What each refusal made at admission (enrolment) means, for the counters' last detail.
+ADMISSION_REFUSALS = {
+    "key_conflict": "signed by another key than the one trusted for the identity",
+    "rejected": "the identity's key was rejected by an admin",
+    "revoked": "the identity was revoked by an admin",
+    "replayed": "older than the registration already recorded",
+    "future": "stamped too far ahead of the portal's clock",
+    "too_many_pending": "too many identities waiting for enrolment",
+}
 
 
 def refusal_reason(exc: ProtocolError) -> str:
@@ -273,13 +285,13 @@ class RegistrationConsumer:
                 logger.error("could not record %d registrations, keeping them: %s", len(batch), exc)
                 return
             else:
-                self._tally(admission, batch)
+                self._tally(admission)
             self.stats.flushes += 1
             self._pending.clear()
             self._pending_messages = 0
         self._write_refusals()
 
-    def _tally(self, admission: Any, batch: list[SealedRegistration]) -> None:
+    def _tally(self, admission: Admission) -> None:
         self.stats.recorded += admission.recorded
         self.stats.pending += admission.pending
         self.stats.auto_accepted += admission.auto_accepted
@@ -288,12 +300,13 @@ class RegistrationConsumer:
                 for reason, count in admission.refused.items():
                     self._refused[reason] += count
                     self.stats.refused[reason] += count
-                    self._samples.setdefault(reason, ("", "see the log"))
+                    identity = admission.last.get(reason, "")
+                    self._samples[reason] = (identity, ADMISSION_REFUSALS.get(reason, ""))
 
     def _admit_one_by_one(self, batch: list[SealedRegistration]) -> None:
         for item in batch:
             try:
-                self._tally(admit_registrations([item]), [item])
+                self._tally(admit_registrations([item]))
             except (DataError, IntegrityError) as exc:
                 self.stats.dropped += 1
                 logger.warning(

@@ -64,6 +64,7 @@ class Admission:
     pending: int = 0  # registrations of identities waiting for a decision (new or known)
     auto_accepted: int = 0
     refused: Counter[str] = field(default_factory=Counter)  # reason -> count
+    last: dict[str, str] = field(default_factory=dict)  # reason -> the last identity refused
 
 
 def record_registrations(registrations: Sequence[Registration]) -> int:
@@ -129,6 +130,7 @@ def admit_registrations(batch: Sequence[SealedRegistration]) -> Admission:
     horizon = timezone.now().timestamp() + settings.SWITCHBOARD_REGISTRATION_CLOCK_SKEW
     for identity in [i for i, item in newest.items() if item.registration.msgtime > horizon]:
         admission.refused["future"] += 1
+        admission.last["future"] = identity
         logger.warning("refused the registration of %s: stamped in the future", identity)
         del newest[identity]
     with transaction.atomic():
@@ -141,56 +143,96 @@ def admit_registrations(batch: Sequence[SealedRegistration]) -> Admission:
         )
         to_record: list[Registration] = []
         heard_from: list[int] = []  # enrolments whose last_seen moves, in one UPDATE
+        first_seen: list[SealedRegistration] = []
         for identity, item in newest.items():
             enrolment = enrolments.get(identity)
             if enrolment is None:
-                outcome = _first_sighting(item, admission)
-            else:
-                outcome = _known_identity(enrolment, item, recorded_at.get(identity))
-                if outcome in ("record", "rejected", "revoked"):
-                    heard_from.append(enrolment.pk)
+                first_seen.append(item)
+                continue
+            outcome = _known_identity(enrolment, item, recorded_at.get(identity))
+            if outcome in ("record", "rejected", "revoked"):
+                heard_from.append(enrolment.pk)
             if outcome == "record":
                 to_record.append(item.registration)
             elif outcome == "pending":
                 admission.pending += 1
-            elif outcome == "auto_accepted":
-                admission.auto_accepted += 1
-                to_record.append(item.registration)
-            elif outcome:
+            else:
                 admission.refused[outcome] += 1
+                admission.last[outcome] = identity
+        to_record += _enrol_first_seen(first_seen, admission)
         Enrolment.objects.filter(pk__in=heard_from).update(last_seen=timezone.now())
         admission.recorded = record_registrations(to_record)
     return admission
 
 
-def _first_sighting(item: SealedRegistration, admission: Admission) -> str:
-    reg = item.registration
+def _enrol_first_seen(
+    items: Sequence[SealedRegistration], admission: Admission
+) -> list[Registration]:
+    """Enrolments for identities seen for the first time: accepted at once where an
+    auto-accept rule matches, else pending (up to SWITCHBOARD_MAX_PENDING). One INSERT and one
+    audit event per rule (and one for the pending) for the whole batch: a fleet's first
+    registrations must not cost an event each. Returns the registrations to record."""
+    if not items:
+        return []
     now = timezone.now()
-    rule = auto_accept_rule(reg, item.key_id)
-    if rule is None:
-        pending = Enrolment.objects.filter(state=Enrolment.State.PENDING).count()
-        # Past the cap a new identity is refused, so a flood of made-up names cannot fill
-        # the table or the audit history.
-        if pending >= settings.SWITCHBOARD_MAX_PENDING:
-            logger.warning("refused the registration of %s: too many pending nodes", reg.identity)
-            return "too_many_pending"
-    enrolment = Enrolment.objects.create(
-        identity=reg.identity,
-        state=Enrolment.State.ACCEPTED if rule else Enrolment.State.PENDING,
-        public_key=reg.public_key,
-        key_id=item.key_id,
-        offered={} if rule else _offered(reg),
-        first_seen=now,
-        last_seen=now,
-        decided_at=now if rule else None,
-        decision=f"auto-accepted: {rule}" if rule else "",
+    room = (
+        settings.SWITCHBOARD_MAX_PENDING
+        - Enrolment.objects.filter(state=Enrolment.State.PENDING).count()
     )
-    if rule:
-        _audit(kinds.NODE_ACCEPTED, enrolment, None, None, f"auto-accepted ({rule})", rule=rule)
-        return "auto_accepted"
-    logger.info("node %s is pending enrolment (key %s)", reg.identity, item.key_id)
-    _audit(kinds.NODE_PENDING, enrolment, None, None, "first registration; pending enrolment")
-    return "pending"
+    enrolments: list[Enrolment] = []
+    accepted: dict[str, dict[str, str]] = {}  # rule -> identity -> key id
+    pending: dict[str, str] = {}
+    to_record = []
+    for item in items:
+        reg = item.registration
+        rule = auto_accept_rule(reg, item.key_id)
+        if rule is None and len(pending) >= room:
+            # Past the cap a new identity is refused, so a flood of made-up names cannot
+            # fill the table or the audit history.
+            logger.warning("refused the registration of %s: too many pending nodes", reg.identity)
+            admission.refused["too_many_pending"] += 1
+            admission.last["too_many_pending"] = reg.identity
+            continue
+        enrolments.append(
+            Enrolment(
+                identity=reg.identity,
+                state=Enrolment.State.ACCEPTED if rule else Enrolment.State.PENDING,
+                public_key=reg.public_key,
+                key_id=item.key_id,
+                offered={} if rule else _offered(reg),
+                first_seen=now,
+                last_seen=now,
+                decided_at=now if rule else None,
+                decision=f"auto-accepted: {rule}" if rule else "",
+            )
+        )
+        if rule:
+            accepted.setdefault(rule, {})[reg.identity] = item.key_id
+            to_record.append(reg)
+        else:
+            pending[reg.identity] = item.key_id
+            logger.info("node %s is pending enrolment (key %s)", reg.identity, item.key_id)
+    Enrolment.objects.bulk_create(enrolments)
+    for rule, keys in accepted.items():
+        _audit_batch(kinds.NODE_ACCEPTED, "accepted", keys, f"auto-accepted ({rule})", rule=rule)
+    if pending:
+        _audit_batch(kinds.NODE_PENDING, "pending", pending, "first registration; pending")
+    admission.auto_accepted += len(to_record)
+    admission.pending += len(pending)
+    return to_record
+
+
+def _audit_batch(kind: str, state: str, keys: dict[str, str], what: str, **data: object) -> None:
+    names = sorted(keys)
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    record_event(
+        kind,
+        actor=None,
+        outcome=state,
+        summary=f"{shown}: {what}",
+        data={"keys": keys, **data},
+        nodes=names,
+    )
 
 
 def _known_identity(

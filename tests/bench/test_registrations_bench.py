@@ -13,7 +13,7 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 def test_the_registration_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
     output = tmp_path / "figures.json"
     result = subprocess.run(
-        [sys.executable, "bench/registrations.py", "--nodes", "30", "--sqlite",
+        [sys.executable, "bench/registrations.py", "--nodes", "30", "--runs", "1", "--sqlite",
          "--output", str(output)],
         cwd=BASE_DIR, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
