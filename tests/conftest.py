@@ -1,9 +1,8 @@
-"""Shared test plumbing: skipping (or, in CI, failing) for a missing service; portal users."""
+"""Shared test plumbing: portal users and grants; skipping for a missing service lives in
+``tests.services`` (imported here so tests may take it from either)."""
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -11,29 +10,9 @@ from unittest import mock
 import pytest
 from django.contrib.auth.models import Group, User
 
-REQUIRE_SERVICES = os.environ.get("SWITCHBOARD_REQUIRE_SERVICES", "") not in ("", "0")
+from tests.services import REQUIRE_SERVICES, port_open, require_service
 
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def require_service(name: str, available: bool, how: str) -> None:
-    """Skip the test when ``name`` is missing, saying how to provide it.
-
-    With ``SWITCHBOARD_REQUIRE_SERVICES=1`` (CI) a missing service fails the test instead, so
-    an integration test can never pass CI by not running.
-    """
-    if available:
-        return
-    message = f"{name} is not available: {how}"
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{message} (SWITCHBOARD_REQUIRE_SERVICES=1 turns this skip into a failure)")
-    pytest.skip(message)
+__all__ = ["REQUIRE_SERVICES", "port_open", "require_service"]
 
 
 @pytest.fixture

@@ -255,11 +255,11 @@ def _load_object(text: str | bytes, kind: str) -> dict[str, Any]:
         raise ProtocolError(f"{kind} body is not valid JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise ProtocolError(f"{kind} body must be a JSON object, got {type(obj).__name__}")
-    _check_text(obj, kind)
+    check_text(obj, kind)
     return obj
 
 
-def _check_text(value: Any, kind: str) -> None:
+def check_text(value: Any, kind: str) -> None:
     """Refuse a lone surrogate anywhere in the message (JSON's ``"\\ud800"`` decodes to one):
     such a string is not Unicode, cannot be written as UTF-8 to a log or a database, and would
     fail far from here."""

@@ -38,6 +38,7 @@ from agents.protocol.envelope import (
     Registration,
     Reply,
     Request,
+    check_text,
     decode_registration,
     decode_reply,
     decode_request,
@@ -197,8 +198,9 @@ def _seal(protocol: str, message: str, key: SigningKey) -> str:
 
 def _unwrap(text: str | bytes, protocol: str) -> tuple[str, str, bytes] | None:
     """(signer, message, signature) of a sealed message, or None if the body is not sealed."""
-    if len(text) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message is {len(text)} bytes, over {MAX_MESSAGE_BYTES}")
+    size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
+    if size > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message is {size} bytes, over {MAX_MESSAGE_BYTES}")
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
@@ -212,6 +214,8 @@ def _unwrap(text: str | bytes, protocol: str) -> tuple[str, str, bytes] | None:
     signer, message, signature = obj.get("signer"), obj.get("message"), obj.get("signature")
     if not all(isinstance(v, str) for v in (signer, message, signature)):
         raise SignatureError("sealed message needs string 'signer', 'message' and 'signature'")
+    # The signed bytes are the message's UTF-8: a lone surrogate has none (and is no text).
+    check_text(obj, "sealed message")
     try:
         raw_signature = base64.b64decode(signature, validate=True)
     except (binascii.Error, ValueError):

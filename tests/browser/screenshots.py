@@ -4,7 +4,8 @@
 
 Starts the same stack as the browser tests (tests/browser/support.py), runs a few jobs so the
 pages have something to show, and writes 1400x900 PNGs of the job form, the filter builder with
-its autocomplete open, a finished job page, the job list and the inventory pages, each as
+its autocomplete open, a finished job page, the job list, the inventory pages and the
+enrolment page (two nodes waiting, a key conflict), each as
 ``<page>-light.png`` and ``<page>-dark.png``. Needs ``scripts/install-browser``.
 """
 
@@ -14,9 +15,11 @@ import argparse
 import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agents.protocol.security import SigningKey
 from tests.browser import support
 from tests.integration.harness import PortalStack
 
@@ -63,6 +66,23 @@ def _seed_jobs(portal: PortalStack) -> None:
     )
 
 
+def _seed_enrolment(portal: PortalStack) -> None:
+    """Two nodes waiting for an admin and a key conflict on an accepted node."""
+    support.register_node(
+        portal, "web77.newdc.example", SigningKey.generate(), customer="acme", datacenter="newdc"
+    )
+    support.register_node(portal, "unknown42.example", SigningKey.generate(), customer="who")
+    victim = sorted(portal.stored_nodes())[0]
+    support.register_node(portal, victim, SigningKey.generate(), customer="evil")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = portal.query("SELECT count(*) FROM inventory_enrolment WHERE state = 'pending'")
+        if rows[0][0] == 2:
+            return
+        time.sleep(0.2)
+    raise SystemExit("the enrolment page's nodes did not register")
+
+
 def take(out_dir: Path) -> list[Path]:
     from playwright.sync_api import expect
 
@@ -74,6 +94,7 @@ def take(out_dir: Path) -> list[Path]:
         support.chromium() as browser,
     ):
         _seed_jobs(portal)
+        _seed_enrolment(portal)
         job_path = ""
         for scheme in ("light", "dark"):
             context = support.new_context(browser, portal.base_url, color_scheme=scheme)
@@ -122,6 +143,11 @@ def take(out_dir: Path) -> list[Path]:
             page.locator("table.grid tbody tr a").first.click()
             expect(page.locator("h1")).to_be_visible()
             written.append(_shot(page, out_dir / f"node-{scheme}.png"))
+
+            # Enrolment: nodes waiting for an admin, and a key conflict.
+            page.locator("header nav").get_by_role("link", name="Enrolment").click()
+            expect(page.locator("#pending tbody tr")).to_have_count(2)
+            written.append(_shot(page, out_dir / f"enrolment-{scheme}.png"))
             context.close()
     return written
 

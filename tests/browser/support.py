@@ -9,11 +9,14 @@ own browser download is never used.
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agents.protocol import Registration, connect, registration_topic
+from agents.protocol.security import SigningKey, seal_registration
 from tests.integration.harness import (
     PASSWORD,
     PortalStack,
@@ -93,3 +96,17 @@ def inventory(portal: PortalStack) -> dict[str, dict[str, Any]]:
     nodes = portal.stored_nodes()
     assert replied == {i for i, facts in nodes.items() if facts.get("customer") == "acme"}
     return nodes
+
+
+def register_node(portal: PortalStack, identity: str, key: SigningKey, **facts: str) -> None:
+    """A node with no enrolment token registers (sealed with ``key``): it waits for an admin,
+    or, under an identity the portal already trusts with another key, is a key conflict."""
+    registration = Registration(
+        identity=identity, collectives=["mcollective"], facts=dict(facts), classes=["base"],
+        agents=["rpcutil"], msgtime=time.time(), public_key=key.public_pem(),
+    )  # fmt: skip
+    conn = connect(portal.env["STOMP_BROKERS"], None, None)
+    try:
+        conn.send(registration_topic("mcollective"), seal_registration(registration, key))
+    finally:
+        conn.disconnect()

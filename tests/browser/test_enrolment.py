@@ -3,15 +3,13 @@ rejects another, and sees each decision said on the page; an operator finds no s
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from agents.protocol import Registration, connect, registration_topic
-from agents.protocol.security import SigningKey, seal_registration
+from agents.protocol.security import SigningKey
 from tests.browser import support
 from tests.browser.conftest import _TMP, _page
 from tests.integration.harness import PortalStack
@@ -30,19 +28,6 @@ def admin_page(
         yield page
 
 
-def register(portal: PortalStack, identity: str, key: SigningKey, **facts: str) -> None:
-    """A node with no enrolment token registers: it will wait for an admin."""
-    registration = Registration(
-        identity=identity, collectives=["mcollective"], facts=dict(facts), classes=["base"],
-        agents=["rpcutil"], msgtime=time.time(), public_key=key.public_pem(),
-    )  # fmt: skip
-    conn = connect(portal.env["STOMP_BROKERS"], None, None)
-    try:
-        conn.send(registration_topic("mcollective"), seal_registration(registration, key))
-    finally:
-        conn.disconnect()
-
-
 def enrolment_state(portal: PortalStack, identity: str) -> str | None:
     rows = portal.query("SELECT state FROM inventory_enrolment WHERE identity = %s", identity)
     return rows[0][0] if rows else None
@@ -53,11 +38,11 @@ def test_an_admin_accepts_rejects_and_sees_a_conflict(
 ) -> None:
     newcomer, stranger = "web77.newdc.example", "unknown42.example"
     newcomer_key = SigningKey.generate()
-    register(portal, newcomer, newcomer_key, customer="acme", datacenter="newdc")
-    register(portal, stranger, SigningKey.generate(), customer="who")
+    support.register_node(portal, newcomer, newcomer_key, customer="acme", datacenter="newdc")
+    support.register_node(portal, stranger, SigningKey.generate(), customer="who")
     victim = sorted(inventory)[0]
     impostor = SigningKey.generate()
-    register(portal, victim, impostor, customer="evil")
+    support.register_node(portal, victim, impostor, customer="evil")
     assert eventually(
         lambda: (
             enrolment_state(portal, newcomer) == enrolment_state(portal, stranger) == "pending"

@@ -29,8 +29,8 @@ from websockets.sync.client import connect as ws_connect
 from agents.protocol.security import SigningKey, public_path
 from portal.core import stack
 from portal.core.supervisor import Supervisor
-from tests.conftest import port_open, require_service
 from tests.integration.wire import ACTIVEMQ_PORTS, require_network
+from tests.services import port_open, require_service
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 PASSWORD = "integration-test-pw"
