@@ -206,6 +206,10 @@ SWITCHBOARD_ENROLMENT_KEY_DIR = env_str("SWITCHBOARD_ENROLMENT_KEY_DIR", "")
 SWITCHBOARD_AUTO_ACCEPT_IDENTITIES = env_str("SWITCHBOARD_AUTO_ACCEPT_IDENTITIES", ".*")
 # How far ahead of the portal's clock a registration's msgtime may be (seconds).
 SWITCHBOARD_REGISTRATION_CLOCK_SKEW = env_float("SWITCHBOARD_REGISTRATION_CLOCK_SKEW", 300.0)
+# Per-node broker logins (docs/tls.md, Per-node logins): the brokers stamp the authenticated
+# sender into every message (JMSXUserID). On, a registration or reply is kept only when the
+# stamp names the identity it claims. Only for a network where every node has its own login.
+SWITCHBOARD_REQUIRE_BROKER_IDENTITY = env_bool("SWITCHBOARD_REQUIRE_BROKER_IDENTITY", False)
 # How many identities may wait for enrolment at once; past it new ones are refused.
 SWITCHBOARD_MAX_PENDING = int(env_float("SWITCHBOARD_MAX_PENDING", 10_000))
 # Above this many nodes the web form asks the operator to type the node count to go on.

@@ -9,13 +9,15 @@ With --all also:
   directed   portal sends to /queue/mcollective.nodes with mc_identity at the NOC; only the
              node subscribed with the matching selector (in that datacenter) receives it.
   acl        `node` SEND to /topic/mcollective.rpcutil.agent (with a receipt) gets an ERROR;
-             `node` may send to its reply queue and registration topic; a bad password fails.
+             `node` may send to its reply queue and registration topic; a bad password fails
+             (TLS only: the node certificate is refused at the NOC, which lists no node).
   isolation  /topic/dc_a.rpcutil.agent and /queue/dc_a.nodes published at the NOC reach dc_a's
              node but never a subscriber on another datacenter's broker.
 
 When the network was rendered with TLS, the round trip runs over STOMP over TLS with the
-client certificates the manifest names (so it proves the TLS ports and the TLS bridges); the
-other checks use the plain ports, when there are any.
+client certificates the manifest names (so it proves the TLS ports, the certificate logins and
+the TLS bridges); the other checks use the plain ports, when there are any. On a TLS port the
+certificate decides who a client is, so each user there connects with its own certificate.
 
 Reads the broker list from the network.json that deploy/activemq/render.py writes; passwords
 from the same SWITCHBOARD_AMQ_*_PASSWORD variables (development defaults otherwise).
@@ -168,8 +170,13 @@ class Probe:
             time.sleep(0.5)
 
     def material(self, user: str) -> tuple[str, str, str]:
-        """(CA, client certificate, key) for ``user`` from the manifest's TLS section."""
-        client = self.tls["clients"]["node" if user == "node" else "portal"]
+        """(CA, client certificate, key) for ``user`` from the manifest's TLS section.
+
+        On a TLS port the certificate, not the login, decides who the client is (JAAS
+        certificate logins): each user connects with its own certificate.
+        """
+        clients = self.tls["clients"]
+        client = clients.get(user) or clients["portal"]
         return self.tls["ca_file"], client["cert"], client["key"]
 
     def close(self):
@@ -299,21 +306,24 @@ class Probe:
                 f" (expected {'receipt' if allowed else 'ERROR'})"
             )
             results.append(ok)
+        # A plain port checks the password; a TLS port ignores it and checks the certificate:
+        # there the node's certificate is refused at the NOC, which lists no node.
+        plain = self.noc["stomp_port"]
+        what = "wrong password" if plain else "node certificate at the NOC"
         try:
-            plain = self.noc["stomp_port"]
             connect(
                 self.host,
                 plain or self.noc["stomp_ssl_port"],
                 "node",
-                "acl-badpw",
+                "acl-refused",
                 password="wrong",  # noqa: S106 - deliberately wrong
                 timeout=5.0,
                 tls=None if plain else self.material("node"),
             )
-            log("acl FAILED: a wrong password was accepted")
+            log(f"acl FAILED: a {what} was accepted")
             results.append(False)
         except (StompException, OSError) as exc:
-            log(f"acl ok: wrong password refused ({type(exc).__name__})")
+            log(f"acl ok: {what} refused ({type(exc).__name__})")
             results.append(True)
         return all(results)
 

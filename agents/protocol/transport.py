@@ -28,6 +28,9 @@ HEADER_REPLY_TO = "reply-to"
 HEADER_CONTENT_TYPE = "content-type"
 HEADER_EXPIRES = "expires"
 HEADER_IDENTITY = "mc_identity"
+# Set by ActiveMQ (populateJMSXUserID) to the login that sent the message; a client's own
+# value is discarded. With per-node logins it names the node (docs/tls.md).
+HEADER_BROKER_SENDER = "JMSXUserID"
 CONTENT_TYPE_JSON = "application/json"
 
 DEFAULT_HEARTBEATS = (10000, 10000)

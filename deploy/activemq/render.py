@@ -9,6 +9,7 @@ datacenter broker opens two duplex bridges (topics, queues) to the NOC.
     render.py --check                                 # exit 1 if rendered/ is stale
     render.py --out DIR --host 0.0.0.0 --noc-address activemq-noc --datacenters a,b,c
     render.py --out DIR --tls-dir var/tls [--tls-only]   # TLS (scripts/make-dev-ca layout)
+    render.py --out DIR --tls-dir DIR --node-certs DIR   # per-node certificate logins
 
 Port plan: broker i (noc = 0, then the datacenters in order) gets STOMP
 ``port_base + 3 + 10*i`` and OpenWire ``port_base + 6 + 10*i`` (port_base 62610:
@@ -17,6 +18,16 @@ noc 62613/62616, dc_a 62623/62626, dc_b 62633/62636, ...). With TLS also STOMP o
 dc_a 62624/62627, ...); the bridges then dial the NOC's OpenWire TLS port, and every TLS port
 wants a client certificate from the same CA (mutual TLS). ``--tls-only`` leaves the plain
 ports out, as production should. See docs/tls.md.
+
+With TLS, logins are ActiveMQ's JAAS (jaasDualAuthenticationPlugin, conf/login.config): on a
+TLS port the client *certificate* decides who it is (its subject DN, looked up in
+certificate-users.properties), on a plain port its user name and password (users.properties);
+groups.properties holds the groups of both. Each node has its own certificate (CN = its
+identity) and its own user in the group ``nodes``; the certificates are read from
+``<tls-dir>/clients/nodes/*.pem`` (or ``--node-certs DIR``), the portal's, the shared node's
+and the admin's from ``clients/``, each datacenter broker's (its bridge login at the NOC) from
+``brokers/<name>.pem``. Every broker stamps the authenticated user into every message it
+accepts (JMSXUserID). Without TLS the plain simpleAuthenticationPlugin stays.
 
 Passwords default to development values; override them with the environment variables
 SWITCHBOARD_AMQ_{PORTAL,NODE,BRIDGE,ADMIN}_PASSWORD. ``--compose`` and ``--check`` always
@@ -27,6 +38,7 @@ renders into its own directory with ``--out`` and the variables set.
 from __future__ import annotations
 
 import argparse
+import base64
 import filecmp
 import json
 import os
@@ -42,6 +54,12 @@ from xml.sax.saxutils import quoteattr
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "activemq.xml.tmpl"
 LOG_CONFIGS = ("log4j.properties", "log4j2.properties")  # Debian: log4j 1.2; upstream: log4j2
+LOGIN_CONFIG = "login.config"  # JAAS domains for TLS renders (copied as is)
+# TLS renders: the JAAS files next to activemq.xml (names fixed by login.config).
+# user=password (plain ports, the bridges' vm:// ends)
+PASSWORD_USERS_FILE = "users.properties"  # noqa: S105 - a file name
+CERTIFICATE_USERS_FILE = "certificate-users.properties"  # user=certificate subject DN
+GROUPS_FILE = "groups.properties"  # group=user,user,... (both kinds of login)
 RENDERED = HERE / "rendered"
 # Where each compose container finds its own key store and the trust store (docker-compose.yml
 # mounts them from the dev CA's or production's TLS directory).
@@ -63,7 +81,15 @@ PASSWORD_ENV = "SWITCHBOARD_AMQ_{}_PASSWORD"  # noqa: S105 - a variable name, no
 # The PKCS12 key and trust stores' password: scripts/make-dev-ca's throw-away default unless set.
 STORE_PASSWORD_ENV = "SWITCHBOARD_AMQ_STORE_PASSWORD"  # noqa: S105 - a variable name
 DEV_STORE_PASSWORD = "switchboard-dev-store"  # noqa: S105 - the throw-away dev CA's stores
-CLIENT_CERTS = ("portal", "node")  # scripts/make-dev-ca: clients/<name>.pem and .key
+CLIENT_CERTS = ("portal", "node", "admin")  # scripts/make-dev-ca: clients/<name>.pem and .key
+# Per-node client certificates: clients/nodes/<identity>.pem (and .key, on the node only).
+NODE_CERTS_DIR = "clients/nodes"
+NODES_GROUP = "nodes"  # every per-node login; the same rights as "servers" (the shared node)
+BRIDGE_CERT_USER = "bridge-{name}"  # a datacenter broker's certificate login at the NOC
+# The development CA's subject organisation (scripts/make-dev-ca): the committed compose
+# renders name the development certificates by DN without reading them.
+DEV_CERT_ORG = "Switchboard development (throw-away)"
+IDENTITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a node identity / certificate user
 
 DC_NAME = re.compile(r"^[a-z][a-z0-9]*$")
 BRIDGE_RECONNECT = "initialReconnectDelay=200&maxReconnectDelay=5000&useExponentialBackOff=true"
@@ -90,8 +116,243 @@ class Broker:
 
 
 @dataclass(frozen=True)
+class CertLogin:
+    """One certificate login: the user a TLS client becomes when it shows this certificate.
+
+    ``where`` is the brokers that list it: "all", "noc" (the bridges' logins) or
+    "datacenter" (nodes: they never log in at the NOC, see docs/tls.md "Per-node logins").
+    """
+
+    user: str
+    dn: str  # the subject DN as Java prints it (X509Certificate.getSubjectDN().getName())
+    group: str
+    where: str = "all"
+    cert: str | None = None  # the certificate file it was read from (manifest only)
+
+    def listed_at(self, broker: Broker) -> bool:
+        return self.where == "all" or self.where == broker.role
+
+
+# -- certificate subjects, read without third-party modules (the renderer is stdlib only) --
+# Attribute types Java's X500Name prints by keyword; anything else is refused (it would print
+# as OID.x.y.z=#hex, which no one would type into a users file).
+_DN_KEYWORDS = {
+    "2.5.4.3": "CN",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+    "2.5.4.9": "STREET",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "0.9.2342.19200300.100.1.25": "DC",
+    "0.9.2342.19200300.100.1.1": "UID",
+}
+_DN_SPECIAL = set(',+="\\<>#;\n\r')
+_DER_STRINGS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii", 0x14: "latin-1", 0x1E: "utf-16-be"}
+
+
+def _der(data: bytes, i: int) -> tuple[int, int, int]:
+    """(tag, start of the content, end of the content) of the DER element at ``i``."""
+    tag, length = data[i], data[i + 1]
+    i += 2
+    if length & 0x80:
+        n = length & 0x7F
+        length = int.from_bytes(data[i : i + n], "big")
+        i += n
+    return tag, i, i + length
+
+
+def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    out = []
+    while start < end:
+        element = _der(data, start)
+        out.append(element)
+        start = element[2]
+    return out
+
+
+def _oid(raw: bytes) -> str:
+    parts, value = [], 0
+    for byte in raw:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            parts.append(value)
+            value = 0
+    first = min(parts[0] // 40, 2)
+    return ".".join(map(str, [first, parts[0] - 40 * first, *parts[1:]]))
+
+
+def certificate_subject(pem: str, source: str = "certificate") -> list[tuple[str, str]]:
+    """The subject of the first certificate in ``pem``: [(keyword, value)], most specific
+    first (the order Java prints), e.g. [("CN", "node0001.a.example"), ("O", "...")]."""
+    match = re.search(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", pem, re.S)
+    if not match:
+        raise SystemExit(f"render.py: {source}: no PEM certificate in it")
+    try:
+        der = base64.b64decode("".join(match.group(1).split()))
+        _, cert, cert_end = _der(der, 0)
+        _, tbs, tbs_end = _children(der, cert, cert_end)[0]
+        fields = _children(der, tbs, tbs_end)
+        if fields[0][0] == 0xA0:  # [0] version
+            fields = fields[1:]
+        _, subject, subject_end = fields[4]  # serial, signature, issuer, validity, subject
+        rdns = []
+        for _, rdn, rdn_end in _children(der, subject, subject_end):
+            atvs = _children(der, rdn, rdn_end)
+            if len(atvs) != 1:
+                raise SystemExit(f"render.py: {source}: multi-valued RDNs are not supported")
+            _, atv, atv_end = atvs[0]
+            (_, o, o_end), (vtag, v, v_end) = _children(der, atv, atv_end)
+            oid = _oid(der[o:o_end])
+            if oid not in _DN_KEYWORDS or vtag not in _DER_STRINGS:
+                raise SystemExit(
+                    f"render.py: {source}: subject attribute {oid} (tag {vtag:#x}) is not "
+                    "supported: use CN, O, OU, C, ST, L, STREET, DC or UID"
+                )
+            rdns.append((_DN_KEYWORDS[oid], der[v:v_end].decode(_DER_STRINGS[vtag])))
+    except (IndexError, ValueError) as exc:
+        raise SystemExit(f"render.py: {source}: not a readable X.509 certificate ({exc})") from exc
+    return rdns[::-1]
+
+
+def java_dn(rdns: list[tuple[str, str]], source: str = "certificate") -> str:
+    """The DN as ActiveMQ's TextFileCertificateLoginModule compares it: Java's
+    ``X509Certificate.getSubjectDN().getName()``, "CN=x, OU=y, O=z". Values Java would quote
+    or escape are refused rather than guessed at."""
+    for key, value in rdns:
+        if (
+            not value
+            or _DN_SPECIAL & set(value)
+            or value != value.strip()
+            or "  " in value
+            or any(ord(ch) < 32 for ch in value)
+        ):
+            raise SystemExit(
+                f"render.py: {source}: subject {key}={value!r} has characters a users file "
+                'cannot match reliably (, + = " \\ < > # ; or extra spaces)'
+            )
+    return ", ".join(f"{key}={value}" for key, value in rdns)
+
+
+def certificate_login(path: Path, group: str, where: str, user: str | None = None) -> CertLogin:
+    """The login for the certificate in ``path``: ``user``, or the certificate's CN."""
+    rdns = certificate_subject(path.read_text(encoding="ascii", errors="replace"), str(path))
+    cns = [value for key, value in rdns if key == "CN"]
+    if user is None:
+        if len(cns) != 1 or not IDENTITY.match(cns[0]):
+            raise SystemExit(
+                f"render.py: {path}: want exactly one CN holding the node identity "
+                f"([A-Za-z0-9._-]), found {cns}"
+            )
+        user = cns[0]
+    return CertLogin(user, java_dn(rdns, str(path)), group, where, str(path))
+
+
+def _bridge_at(broker: Broker) -> str:
+    """Where a broker's certificate is a login: at the other end of its bridges. Both ends
+    of a TLS bridge log in with the certificate the other end showed in the handshake (the
+    bridge's vm:// end at each broker carries the peer's certificates), so the NOC lists
+    every datacenter broker's certificate and each datacenter broker lists the NOC's."""
+    return "datacenter" if broker.role == "noc" else "noc"
+
+
+def dev_node_identities(datacenters) -> list[str]:
+    """The per-node certificates scripts/make-dev-ca makes by default (and the tests use)."""
+    return [f"node{i:04d}.{dc}.example" for dc in datacenters for i in (1, 2)]
+
+
+def dev_dn(cn: str) -> str:
+    """The DN of a scripts/make-dev-ca certificate for ``cn`` (compose renders)."""
+    return java_dn([("CN", cn), ("O", DEV_CERT_ORG)])
+
+
+def dev_cert_logins(datacenters) -> tuple[CertLogin, ...]:
+    """The development CA's certificates, by DN: what the committed compose renders list."""
+    return (
+        CertLogin("admin", dev_dn("admin"), "admins"),
+        CertLogin("portal", dev_dn("portal"), "clients"),
+        CertLogin("node", dev_dn("node"), "servers", "datacenter"),
+        *(
+            CertLogin(
+                BRIDGE_CERT_USER.format(name=b.name), dev_dn(b.service), "bridges", _bridge_at(b)
+            )
+            for b in plan(datacenters, COMPOSE_HOST)
+        ),
+        *(
+            CertLogin(identity, dev_dn(identity), NODES_GROUP, "datacenter")
+            for identity in dev_node_identities(datacenters)
+        ),
+    )
+
+
+def cert_logins_from_dir(tls_dir: Path, datacenters, node_certs: Path | None) -> list[CertLogin]:
+    """Every certificate login of a network, from the scripts/make-dev-ca layout.
+
+    clients/portal.pem (required) -> portal; clients/node.pem (the shared node certificate,
+    optional) -> node; clients/admin.pem (optional) -> admin; brokers/<name>.pem (required)
+    -> bridge-<name>, at the other end of its bridges (bridge-dc_<x> at the NOC, bridge-noc at
+    the datacenter brokers); every ``node_certs``/*.pem (default clients/nodes) -> its CN,
+    group nodes, at the datacenter brokers.
+    """
+    logins = []
+    for name, group, where, required in (
+        ("portal", "clients", "all", True),
+        ("node", "servers", "datacenter", False),
+        ("admin", "admins", "all", False),
+    ):
+        path = tls_dir / "clients" / f"{name}.pem"
+        if path.is_file():
+            logins.append(certificate_login(path, group, where, user=name))
+        elif required:
+            raise SystemExit(f"render.py: TLS material missing: {path}")
+    for b in plan(datacenters, "127.0.0.1"):
+        path = tls_dir / "brokers" / f"{b.name}.pem"
+        if not path.is_file():
+            raise SystemExit(
+                f"render.py: TLS material missing: {path} (the certificate {b.name} shows "
+                "the other end of its bridges: its login there)"
+            )
+        user = BRIDGE_CERT_USER.format(name=b.name)
+        logins.append(certificate_login(path, "bridges", _bridge_at(b), user))
+    node_dir = node_certs if node_certs is not None else tls_dir / NODE_CERTS_DIR
+    if node_certs is not None and not node_dir.is_dir():
+        raise SystemExit(f"render.py: --node-certs {node_dir}: not a directory")
+    if node_dir.is_dir():
+        logins += [
+            certificate_login(p, NODES_GROUP, "datacenter") for p in sorted(node_dir.glob("*.pem"))
+        ]
+    check_cert_logins(logins)
+    return logins
+
+
+def check_cert_logins(logins) -> None:
+    reserved = set(USERS)
+    seen_users: dict[str, str] = {}
+    seen_dns: dict[str, str] = {}
+    for login in logins:
+        where = login.cert or login.user
+        if login.group == NODES_GROUP and (
+            login.user in reserved or login.user.startswith(BRIDGE_CERT_USER.format(name=""))
+        ):
+            raise SystemExit(
+                f"render.py: {where}: node identity {login.user!r} is a reserved login"
+            )
+        if login.user in seen_users:
+            raise SystemExit(
+                f"render.py: {where}: user {login.user!r} is also {seen_users[login.user]}"
+            )
+        if login.dn in seen_dns:
+            raise SystemExit(
+                f"render.py: {where}: subject {login.dn!r} is also {seen_dns[login.dn]}: one "
+                "certificate subject per login"
+            )
+        seen_users[login.user] = seen_dns[login.dn] = where
+
+
+@dataclass(frozen=True)
 class TLS:
-    """Where each broker finds its PKCS12 stores, their password, and whether plain ports stay.
+    """Where each broker finds its PKCS12 stores, their password, whether plain ports stay,
+    and the certificate logins (subject DN -> user) the TLS ports accept.
 
     ``keystore`` may hold ``{name}`` (the broker's name); the files themselves are made by
     scripts/make-dev-ca (development) or by the operator from a production CA (docs/tls.md).
@@ -102,10 +363,19 @@ class TLS:
     store_password: str
     tls_only: bool = False
     dir: str | None = None  # the TLS directory, for the manifest (clients find the CA there)
+    logins: tuple[CertLogin, ...] = ()
 
     @classmethod
-    def from_dir(cls, tls_dir: Path, store_password: str, tls_only: bool = False) -> TLS:
-        """The scripts/make-dev-ca layout: brokers/<name>.p12 and truststore.p12."""
+    def from_dir(
+        cls,
+        tls_dir: Path,
+        store_password: str,
+        tls_only: bool = False,
+        datacenters=DEFAULT_DATACENTERS,
+        node_certs: Path | None = None,
+    ) -> TLS:
+        """The scripts/make-dev-ca layout: brokers/<name>.p12 and truststore.p12, the client
+        certificates in clients/ and the nodes' in clients/nodes/ (or ``node_certs``)."""
         tls_dir = tls_dir.resolve()
         return cls(
             keystore=str(tls_dir / "brokers" / "{name}.p12"),
@@ -113,6 +383,7 @@ class TLS:
             store_password=store_password,
             tls_only=tls_only,
             dir=str(tls_dir),
+            logins=tuple(cert_logins_from_dir(tls_dir, datacenters, node_certs)),
         )
 
     def manifest(self) -> dict:
@@ -125,6 +396,17 @@ class TLS:
                        "key": str(base / "clients" / f"{name}.key")}
                 for name in CLIENT_CERTS
             }  # fmt: skip
+        # Per-node logins: identity -> its certificate (and the key beside it, when this
+        # machine has it: the development CA's layout).
+        out["nodes"] = {
+            login.user: {
+                "cert": login.cert,
+                "key": _key_beside(login.cert),
+                "dn": login.dn,
+            }
+            for login in self.logins
+            if login.group == NODES_GROUP
+        }
         return out
 
     def keystore_for(self, broker: Broker) -> str:
@@ -198,8 +480,11 @@ def broker_collectives(broker: Broker, datacenters) -> list[str]:
     return ["mcollective", f"dc_{broker.datacenter}"]
 
 
-def authorization_entries(collective_names) -> str:
+def authorization_entries(collective_names, per_node: bool = False) -> str:
+    """The ACL lines. ``per_node`` (TLS renders): the group ``nodes`` (one login per node
+    certificate) gets exactly the rights of ``servers`` (the shared ``node`` login)."""
     full = "admins,bridges"
+    nodes = f"servers,{NODES_GROUP}" if per_node else "servers"
     lines = [
         "              <!-- admin and bridge: everything. -->",
         _entry("queue", ">", full, full, full),
@@ -214,10 +499,10 @@ def authorization_entries(collective_names) -> str:
             f"              <!-- Collective {c}: requests (clients write, servers read),",
             "                   directed requests, replies (servers write, the client reads),",
             "                   registration (servers write, the client reads). -->",
-            _entry("topic", f"{c}.*.agent", "servers", "clients", "clients,servers"),
-            _entry("queue", f"{c}.nodes", "servers", "clients", "clients,servers"),
-            _entry("queue", f"{c}.reply.>", "clients", "clients,servers", "clients,servers"),
-            _entry("topic", f"{c}.registration.agent", "clients", "servers", "clients,servers"),
+            _entry("topic", f"{c}.*.agent", nodes, "clients", f"clients,{nodes}"),
+            _entry("queue", f"{c}.nodes", nodes, "clients", f"clients,{nodes}"),
+            _entry("queue", f"{c}.reply.>", "clients", f"clients,{nodes}", f"clients,{nodes}"),
+            _entry("topic", f"{c}.registration.agent", "clients", nodes, f"clients,{nodes}"),
         ]
     return "\n".join(lines)
 
@@ -230,6 +515,93 @@ def users_block(passwords: dict[str, str]) -> str:
             f'          <authenticationUser username="{user}" password={pw} groups="{groups}"/>'
         )
     return "\n".join(lines)
+
+
+def authentication(passwords: dict[str, str], tls: TLS | None) -> str:
+    """The authentication plugin: simple (passwords only) without TLS; JAAS with TLS, where
+    a TLS port's client is whoever its certificate says (login.config, the .properties)."""
+    if tls is None:
+        return (
+            '      <simpleAuthenticationPlugin anonymousAccessAllowed="false">\n'
+            "        <users>\n"
+            f"{users_block(passwords)}\n"
+            "        </users>\n"
+            "      </simpleAuthenticationPlugin>"
+        )
+    return (
+        "      <!-- JAAS (conf/login.config). A TLS port's client is the user its certificate's\n"
+        "           subject DN maps to in certificate-users.properties, whatever login it sends\n"
+        "           (domain switchboard-certificate); a plain port's, and the vm:// end of a\n"
+        "           bridge's, are checked by password in users.properties (switchboard-password).\n"
+        "           Groups of both: groups.properties. The files are read again when they\n"
+        "           change (reload=true): adding or removing a node needs no restart. -->\n"
+        '      <jaasDualAuthenticationPlugin configuration="switchboard-password"\n'
+        '                                    sslConfiguration="switchboard-certificate"/>'
+    )
+
+
+def _prop(text: str, key: bool = False) -> str:
+    """``text`` escaped for a java.util.Properties file (ISO-8859-1, backslash escapes)."""
+    out = []
+    for i, ch in enumerate(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch in "\t\n\r\f":
+            out.append({"\t": "\\t", "\n": "\\n", "\r": "\\r", "\f": "\\f"}[ch])
+        elif (key and ch in "=: #!") or (ch == " " and i == 0) or (i == 0 and ch in "#!"):
+            out.append("\\" + ch)
+        elif ord(ch) < 32 or ord(ch) > 126:  # a \u escape per UTF-16 unit
+            units = ch.encode("utf-16-be")
+            out += [f"\\u{units[j]:02x}{units[j + 1]:02x}" for j in range(0, len(units), 2)]
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _properties(header: str, pairs) -> str:
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    lines += [f"{_prop(k, key=True)}={_prop(v)}" for k, v in pairs]
+    return "\n".join(lines) + "\n"
+
+
+def jaas_files(broker: Broker, passwords: dict[str, str], tls: TLS) -> dict[str, str]:
+    """users.properties, certificate-users.properties and groups.properties for ``broker``."""
+    generated = "GENERATED by deploy/activemq/render.py: re-render rather than edit"
+    logins = [login for login in tls.logins if login.listed_at(broker)]
+    groups: dict[str, list[str]] = {}
+    for user, (user_groups, _dev) in USERS.items():
+        for group in user_groups.split(","):
+            groups.setdefault(group, []).append(user)
+    for login in logins:
+        for group in (login.group, "everyone"):
+            if login.user not in groups.setdefault(group, []):
+                groups[group].append(login.user)
+    groups.setdefault(NODES_GROUP, [])
+    return {
+        PASSWORD_USERS_FILE: _properties(
+            f"{generated}.\nPlain-port logins (and the bridges' vm:// ends): user=password.",
+            [(user, passwords[user]) for user in USERS],
+        ),
+        CERTIFICATE_USERS_FILE: _properties(
+            f"{generated}.\nTLS-port logins of broker {broker.name}: user=the subject DN of "
+            "its client certificate,\nas Java prints it. A certificate from the CA that is "
+            "not listed here is refused.\nNodes: user = certificate CN = node identity "
+            "(datacenter brokers only).",
+            [(login.user, login.dn) for login in logins],
+        ),
+        GROUPS_FILE: _properties(
+            f"{generated}.\nGroups of both kinds of login; the authorizationPlugin grants "
+            "to groups.\nnodes: one login per node certificate, the rights of servers.",
+            [(group, ",".join(users)) for group, users in groups.items()],
+        ),
+    }
+
+
+def _key_beside(cert: str | None) -> str | None:
+    if not cert:
+        return None
+    key = Path(cert).with_suffix(".key")
+    return str(key) if key.is_file() else None
 
 
 def network_connectors(
@@ -393,7 +765,6 @@ def render(
         for b in brokers:
             b.stomp_port = b.openwire_port = None
     noc = brokers[0]
-    users = users_block(passwords)
     for b in brokers:
         role_text = (
             "NOC hub: the portal connects here"
@@ -410,8 +781,10 @@ def render(
             network_connectors=network_connectors(
                 b, noc, noc_address, datacenters, passwords["bridge"]
             ),
-            users=users,
-            authorization_entries=authorization_entries(broker_collectives(b, datacenters)),
+            authentication=authentication(passwords, tls),
+            authorization_entries=authorization_entries(
+                broker_collectives(b, datacenters), per_node=tls is not None
+            ),
             ssl_context=ssl_context(b, tls),
             transport_connectors=transport_connectors(b, host),
         )
@@ -420,6 +793,14 @@ def render(
         (conf / "activemq.xml").write_text(xml, encoding="utf-8")
         for name in LOG_CONFIGS:
             shutil.copyfile(HERE / name, conf / name)
+        jaas = (LOGIN_CONFIG, PASSWORD_USERS_FILE, CERTIFICATE_USERS_FILE, GROUPS_FILE)
+        if tls is None:
+            for name in jaas:  # a re-render without TLS: no stale logins left behind
+                (conf / name).unlink(missing_ok=True)
+        else:
+            shutil.copyfile(HERE / LOGIN_CONFIG, conf / LOGIN_CONFIG)
+            for name, text in jaas_files(b, passwords, tls).items():
+                write_atomically(conf / name, text)
     manifest = {
         "generated_by": "deploy/activemq/render.py",
         "datacenters": list(datacenters),
@@ -427,12 +808,29 @@ def render(
         "noc_address": noc_address,
         "brokers": [asdict(b) for b in brokers],
         "users": {u: g.split(",")[0] for u, (g, _dev) in USERS.items()},
+        # TLS: who each broker's TLS ports let in, by certificate (user -> group); no DNs
+        # of nodes here, they are under tls.nodes.
+        "certificate_users": None
+        if tls is None
+        else {
+            b.name: {login.user: login.group for login in tls.logins if login.listed_at(b)}
+            for b in brokers
+        },
+        # Which brokers stamp JMSXUserID (all) and what a bridge does with it (keeps it).
+        "jmsx_user_id": {"stamped_by": [b.name for b in brokers], "kept_across_bridges": True},
         # Where clients find the CA and their certificates (scripts/make-dev-ca's layout);
         # no password. None: no TLS.
         "tls": None if tls is None else tls.manifest(),
     }
     (out / "network.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return brokers
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write by rename, so a broker re-reading the file (reload=true) never sees half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="latin-1")
+    tmp.replace(path)
 
 
 def render_compose(out: Path) -> list[Broker]:
@@ -448,6 +846,7 @@ def render_compose(out: Path) -> list[Broker]:
             keystore=f"{COMPOSE_TLS_DIR}/broker.p12",
             truststore=f"{COMPOSE_TLS_DIR}/truststore.p12",
             store_password=DEV_STORE_PASSWORD,
+            logins=dev_cert_logins(DEFAULT_DATACENTERS),
         ),
     )
 
@@ -520,9 +919,17 @@ def main(argv=None) -> int:
         action="store_true",
         help="with --tls-dir: leave the plain STOMP and OpenWire ports out (production)",
     )
+    ap.add_argument(
+        "--node-certs",
+        type=Path,
+        help="with --tls-dir: a directory of node certificates (*.pem, CN = node identity), "
+        "one login each at the datacenter brokers (default: <tls-dir>/clients/nodes)",
+    )
     args = ap.parse_args(argv)
     if args.tls_only and not args.tls_dir:
         ap.error("--tls-only needs --tls-dir")
+    if args.node_certs and not args.tls_dir:
+        ap.error("--node-certs needs --tls-dir")
 
     if args.check:
         return check()
@@ -553,7 +960,9 @@ def main(argv=None) -> int:
     )
     tls = None
     if args.tls_dir:
-        tls = TLS.from_dir(args.tls_dir, store_password(), args.tls_only)
+        tls = TLS.from_dir(
+            args.tls_dir, store_password(), args.tls_only, datacenters, args.node_certs
+        )
         missing = tls.missing(plan(datacenters, args.host, args.port_base))
         if missing:
             raise SystemExit(
@@ -566,6 +975,9 @@ def main(argv=None) -> int:
     print(
         f"rendered {len(brokers)} brokers into {args.out}: " + ", ".join(map(ports_text, brokers))
     )
+    if tls is not None:
+        nodes = sum(login.group == NODES_GROUP for login in tls.logins)
+        print(f"certificate logins: {len(tls.logins)} ({nodes} per-node) at the TLS ports")
     return 0
 
 

@@ -25,6 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from agents.protocol import (
     CONTENT_TYPE_JSON,
+    HEADER_BROKER_SENDER,
     BrokerUnavailable,
     ProtocolError,
     Reply,
@@ -99,6 +100,8 @@ class ReceivedReply:
     signer: str | None = None
     signed: bytes | None = None
     signature: bytes | None = None
+    # Who the broker says sent it (its JMSXUserID stamp, with per-node logins), if it says.
+    sender: str | None = None
 
     def signed_by(self, public_key: Ed25519PublicKey) -> bool:
         """True if the reply carries a valid signature by this (registered) public key."""
@@ -109,6 +112,13 @@ class ReceivedReply:
         except ProtocolError:
             return False
         return True
+
+
+def sent_as_claimed(sender: str | None, identity: str) -> bool:
+    """Whether the broker's stamp lets a message claiming ``identity`` through: always while
+    ``SWITCHBOARD_REQUIRE_BROKER_IDENTITY`` is off; with it on, only when the broker says the
+    node's own login sent it (the registration consumer and the reply collector ask this)."""
+    return not settings.SWITCHBOARD_REQUIRE_BROKER_IDENTITY or sender == identity
 
 
 def load_registered_keys(pems: dict[str, str]) -> dict[str, Ed25519PublicKey]:
@@ -144,7 +154,9 @@ class _ReplyListener(stomp.ConnectionListener):
 
     def on_message(self, frame: Any) -> None:
         try:
-            received = ReceivedReply(*open_reply(frame.body))
+            received = ReceivedReply(
+                *open_reply(frame.body), sender=frame.headers.get(HEADER_BROKER_SENDER)
+            )
         except ProtocolError as exc:
             self.stats.malformed += 1
             logger.warning("dropped a malformed reply: %s", exc)

@@ -26,6 +26,7 @@ import stomp
 from django.db import DatabaseError, DataError, IntegrityError, close_old_connections
 
 from agents.protocol import (
+    HEADER_BROKER_SENDER,
     BrokerUnavailable,
     IdentityError,
     ProtocolError,
@@ -35,7 +36,7 @@ from agents.protocol import (
     registration_topic,
 )
 from agents.protocol.security import SignatureError, UnsignedMessage, open_registration
-from portal.broker.gateway import BrokerSettings
+from portal.broker.gateway import BrokerSettings, sent_as_claimed
 from portal.inventory.services import (
     Admission,
     SealedRegistration,
@@ -104,6 +105,14 @@ class _RegistrationListener(stomp.ConnectionListener):
             registration, kid = open_registration(frame.body)
         except ProtocolError as exc:
             self.consumer.refuse(refusal_reason(exc), "", str(exc))
+            return
+        sender = frame.headers.get(HEADER_BROKER_SENDER)
+        if not sent_as_claimed(sender, registration.identity):
+            self.consumer.refuse(
+                "sender_mismatch",
+                registration.identity,
+                f"claims {registration.identity} but the broker says {sender!r} sent it",
+            )
             return
         self.consumer.stats.received += 1
         self.consumer.inbox.put(SealedRegistration(registration, kid))

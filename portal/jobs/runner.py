@@ -20,6 +20,7 @@ from portal.broker.gateway import (
     BrokerSettings,
     ReceivedReply,
     load_registered_keys,
+    sent_as_claimed,
 )
 from portal.inventory.models import Node
 from portal.inventory.services import trusted_keys
@@ -187,7 +188,9 @@ def enrolled_responders(answers: dict[str, ReceivedReply]) -> list[str]:
     found = sorted(
         identity
         for identity, answer in answers.items()
-        if identity in keys and answer.signed_by(keys[identity])
+        if identity in keys
+        and answer.signed_by(keys[identity])
+        and sent_as_claimed(answer.sender, identity)
     )
     if len(found) < len(answers):
         strangers = sorted(set(answers) - set(found))
@@ -284,6 +287,15 @@ class _Collector:
             # the job's counts are about the nodes it targeted, so its reply is not kept.
             logger.info(
                 "job %s: dropped a reply from %s, which was not targeted", self.job.pk, identity
+            )
+            self.dropped += 1
+            return
+        if not sent_as_claimed(received.sender, identity):
+            logger.warning(
+                "job %s: dropped a reply claiming to be from %s: the broker says %r sent it",
+                self.job.pk,
+                identity,
+                received.sender,
             )
             self.dropped += 1
             return

@@ -105,9 +105,12 @@ def test_make_dev_ca_is_idempotent_and_render_accepts_it(tmp_path: Path) -> None
     tls_dir = tmp_path / "tls"
     make = [sys.executable, str(ROOT / "scripts" / "make-dev-ca"), str(tls_dir)]
     first = subprocess.run(make, capture_output=True, text=True, check=True, timeout=120)
-    assert "5 certificate(s) made, 0 kept" in first.stdout
+    # 3 brokers, portal, node, admin, and node0001/node0002 of each datacenter
+    assert "10 certificate(s) made, 0 kept" in first.stdout
     for name in ("ca.pem", "truststore.p12", "brokers/noc.p12", "brokers/dc_b.key",
-                 "clients/portal.pem", "clients/node.key"):  # fmt: skip
+                 "clients/portal.pem", "clients/node.key", "clients/admin.pem",
+                 "clients/nodes/node0001.a.example.pem",
+                 "clients/nodes/node0002.b.example.key"):  # fmt: skip
         assert (tls_dir / name).is_file(), name
     sans = subprocess.run(
         ["openssl", "x509", "-in", str(tls_dir / "brokers" / "dc_a.pem"), "-noout", "-ext",
@@ -115,10 +118,28 @@ def test_make_dev_ca_is_idempotent_and_render_accepts_it(tmp_path: Path) -> None
     ).stdout  # fmt: skip
     assert "DNS:activemq-dc-a" in sans and "IP Address:127.0.0.1" in sans
     second = subprocess.run(make, capture_output=True, text=True, check=True, timeout=120)
-    assert "0 certificate(s) made, 5 kept" in second.stdout
+    assert "0 certificate(s) made, 10 kept" in second.stdout
     (tls_dir / "clients" / "node.pem").unlink()
-    third = subprocess.run(make, capture_output=True, text=True, check=True, timeout=120)
-    assert "1 certificate(s) made, 4 kept" in third.stdout
+    third = subprocess.run(
+        [*make, "--node", "web01.a.example"], capture_output=True, text=True, check=True,
+        timeout=120,
+    )  # fmt: skip
+    assert "2 certificate(s) made, 9 kept" in third.stdout
+    subject = subprocess.run(
+        ["openssl", "x509", "-in", str(tls_dir / "clients/nodes/web01.a.example.pem"),
+         "-noout", "-subject", "-nameopt", "RFC2253"], capture_output=True, text=True,
+        check=True,
+    ).stdout  # fmt: skip
+    assert subject.strip() == f"subject=CN=web01.a.example,O={render.DEV_CERT_ORG}"
     out = tmp_path / "amq"
     assert render.main(["--out", str(out), "--tls-dir", str(tls_dir)]) == 0
     assert str(tls_dir / "brokers" / "noc.p12") in (out / "noc/conf/activemq.xml").read_text()
+    # every certificate in clients/nodes is a login at the datacenter brokers, by its DN
+    dc_a_users = (out / "dc_a/conf/certificate-users.properties").read_text()
+    assert f"web01.a.example=CN=web01.a.example, O={render.DEV_CERT_ORG}\n" in dc_a_users
+    assert f"node0002.b.example=CN=node0002.b.example, O={render.DEV_CERT_ORG}\n" in dc_a_users
+    assert "web01.a.example" not in (out / "noc/conf/certificate-users.properties").read_text()
+    manifest = json.loads((out / "network.json").read_text())
+    assert manifest["tls"]["nodes"]["web01.a.example"]["key"] == str(
+        tls_dir / "clients/nodes/web01.a.example.key"
+    )

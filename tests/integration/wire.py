@@ -16,7 +16,7 @@ from agents.filters import Filter
 from agents.protocol import Request, broadcast_topic, connect, reply_queue, request_headers
 from agents.protocol.security import SigningKey, open_reply, seal_request
 from agents.protocol.transport import TLSConfig
-from tests.conftest import port_open, require_service
+from tests.services import port_open, require_service
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 # The local ActiveMQ network (scripts/brokers up): the portal's NOC broker and one per datacenter.
@@ -104,3 +104,41 @@ def ping(
             return []
     finally:
         conn.disconnect()
+
+
+# The STOMP header in which ActiveMQ hands a subscriber the user the sender logged in as
+# (populateJMSXUserID on every broker; docs/tls.md "Per-node logins"). With a per-node
+# certificate it is the node's identity, e.g. "node0001.a.example"; with the shared password
+# login, "node". A client cannot set it: the broker overwrites it, and a bridge keeps the
+# datacenter broker's stamp.
+JMSX_USER_ID = "JMSXUserID"
+
+
+class Frames(stomp.ConnectionListener):
+    """Every MESSAGE (headers and body) and ERROR (its message header) a connection gets."""
+
+    def __init__(self) -> None:
+        self.messages: queue.Queue[tuple[dict[str, str], str]] = queue.Queue()
+        self.errors: queue.Queue[str] = queue.Queue()
+        self.seen: list[tuple[dict[str, str], str]] = []
+
+    def on_message(self, frame: Any) -> None:
+        self.messages.put((dict(frame.headers), frame.body))
+
+    def on_error(self, frame: Any) -> None:
+        self.errors.put(frame.headers.get("message", ""))
+
+    def first(self, body: str, timeout: float) -> dict[str, str] | None:
+        """The headers of the first message whose body is ``body`` within ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for headers, seen_body in self.seen:
+                if seen_body == body:
+                    return headers
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                self.seen.append(self.messages.get(timeout=left))
+            except queue.Empty:
+                return None

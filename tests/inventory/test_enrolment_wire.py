@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -22,11 +23,16 @@ from django.db import connection
 from agents.embedded_broker import EmbeddedBroker
 from agents.protocol import Registration, connect, encode, registration_topic
 from agents.protocol.security import SigningKey, enrolment_proof, seal_registration
+from agents.protocol.transport import TLSConfig
 from portal.audit.models import AuditEvent
 from portal.broker.gateway import BrokerSettings
 from portal.inventory.models import Enrolment, Node, RefusedRegistrations
 from portal.inventory.registrations import RegistrationConsumer
 from tests.integration.wire import ACTIVEMQ_PORTS, require_network
+from tests.services import require_service
+
+BROKERS_DIR = Path(__file__).resolve().parents[2] / "var" / "activemq"
+NODE_A, NODE_B = "node0001.a.example", "node0002.a.example"  # scripts/make-dev-ca's own
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -169,3 +175,56 @@ def test_every_forged_registration_is_refused_counted_and_changes_nothing(
     assert AuditEvent.objects.filter(kind="node.key_conflict").count() == 1
     refused_events = AuditEvent.objects.filter(kind="node.registrations_refused")
     assert sum(sum(e.data["counts"].values()) for e in refused_events) == sum(expected.values())
+
+
+@pytest.mark.activemq
+def test_with_per_node_logins_a_node_registers_only_as_itself(settings) -> None:
+    """docs/tls.md, Per-node logins: the brokers stamp the login that sent each message; with
+    SWITCHBOARD_REQUIRE_BROKER_IDENTITY a registration counts only under its sender's name."""
+    require_network()
+    manifest_path = BROKERS_DIR / "network.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    nodes = (manifest.get("tls") or {}).get("nodes") or {}
+    require_service(
+        "per-node certificates on the ActiveMQ network",
+        all(nodes.get(n, {}).get("key") for n in (NODE_A, NODE_B)),
+        "scripts/brokers up makes them (TLS on)",
+    )
+    ports = {b["name"]: b for b in manifest["brokers"]}
+    node_a_login = TLSConfig(
+        manifest["tls"]["ca_file"], nodes[NODE_A]["cert"], nodes[NODE_A]["key"]
+    )
+    settings.SWITCHBOARD_AUTO_ACCEPT = ["token"]
+    settings.SWITCHBOARD_ENROLMENT_TOKEN = TOKEN
+    settings.SWITCHBOARD_REQUIRE_BROKER_IDENTITY = True
+    noc = f"127.0.0.1:{ACTIVEMQ_PORTS['noc']}"
+    running = RegistrationConsumer(
+        BrokerSettings(noc, "portal", "portal-secret", "mcollective", connect_timeout=5.0),
+        flush_interval=0.2,
+    )
+    thread = threading.Thread(target=lambda: (running.run(), connection.close()), daemon=True)
+    thread.start()
+    try:
+        assert running.ready.wait(15)
+        own = connect(
+            [("127.0.0.1", ports["dc_a"]["stomp_ssl_port"])], None, None, tls=node_a_login
+        )
+        shared = connect(f"127.0.0.1:{ACTIVEMQ_PORTS['dc_a']}", "node", "node-secret")
+        topic = registration_topic("mcollective")
+        key_a, key_b = SigningKey.generate(), SigningKey.generate()
+        try:
+            own.send(topic, seal_registration(registration(NODE_A, key_a, TOKEN), key_a))
+            # Node A's login speaking for node B; the shared login speaking for node A.
+            own.send(topic, seal_registration(registration(NODE_B, key_b, TOKEN), key_b))
+            shared.send(topic, seal_registration(registration(NODE_A, key_b, TOKEN), key_b))
+            wait_for(lambda: running.stats.refused["sender_mismatch"] == 2)
+            wait_for(lambda: Node.objects.filter(identity=NODE_A).exists())
+        finally:
+            own.disconnect()
+            shared.disconnect()
+    finally:
+        running.stop()
+        thread.join(15)
+    assert list(Node.objects.values_list("identity", flat=True)) == [NODE_A]
+    assert list(Enrolment.objects.values_list("identity", "key_id")) == [(NODE_A, key_a.key_id)]
+    assert dict(running.stats.refused) == {"sender_mismatch": 2}

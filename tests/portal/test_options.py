@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -136,7 +137,7 @@ class _UnconnectedGateway(BrokerGateway):
 
     def receive(self, reply: Reply, key: SigningKey | None = None) -> None:
         body = seal_reply(reply, key) if key else encode(reply)
-        self._listener.on_message(SimpleNamespace(body=body))
+        self._listener.on_message(SimpleNamespace(body=body, headers={}))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -155,7 +156,7 @@ def test_replies_to_other_requests_are_dropped_and_counted(operator, queued_task
     )
     key_a, key_b = SigningKey.generate(), SigningKey.generate()
     gateway.receive(Reply.for_request(earlier, senderid="b", statuscode=0, statusmsg="OK"), key_b)
-    gateway._listener.on_message(SimpleNamespace(body="{not json"))
+    gateway._listener.on_message(SimpleNamespace(body="{not json", headers={}))
     gateway.receive(Reply.for_request(request, senderid="a", statuscode=0, statusmsg="OK"), key_a)
     keys = {"a": key_a.public_key, "b": key_b.public_key}
     collector = _Collector(job, lambda rows: None, keys, {"a", "b"})
@@ -167,3 +168,27 @@ def test_replies_to_other_requests_are_dropped_and_counted(operator, queued_task
     assert f"job {job.pk}: dropped 2 replies that were not to request {request.requestid}" in (
         caplog.text
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_broker_identity_required_a_reply_counts_only_from_its_own_login(
+    operator, queued_tasks, settings
+) -> None:
+    settings.SWITCHBOARD_REQUIRE_BROKER_IDENTITY = True
+    job = submit_job(
+        user=operator, agent="rpcutil", action="ping", inputs={},
+        filter=parse_filter_text(""), filter_text="", source="api",
+    )  # fmt: skip
+    job = start_job(job.pk)
+    key_a, key_b = SigningKey.generate(), SigningKey.generate()
+    keys = {"a": key_a.public_key, "b": key_b.public_key}
+    collector = _Collector(job, lambda rows: None, keys, {"a", "b"})
+    stamped = dataclasses.replace(_received("a", key_a), sender="a")
+    borrowed = dataclasses.replace(_received("b", key_b), sender="a")  # a's login, b's reply
+    unstamped = _received("b", key_b)  # no stamp: a plain port, or a broker that does not
+    for received in (stamped, borrowed, unstamped):
+        collector.accept(received)
+    collector.flush()
+    job.refresh_from_db()
+    assert list(job.replies.values_list("identity", flat=True)) == ["a"]
+    assert job.dropped_count == 2
