@@ -7,6 +7,7 @@ wire is ever parsed with YAML.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
@@ -62,6 +63,13 @@ class NodeConfig:
     signing_key: str | None = None
     # How far in the future a request's msgtime may be (portal and node clocks differ a little).
     clock_skew: float = 30.0
+    # The longest ttl (seconds) a request may carry. A longer one is refused: a request that
+    # stays valid for days could be replayed for days, and the node remembers each request id
+    # (to refuse replays) until its ttl has passed.
+    max_ttl: int = 3600
+    # The oldest msgtime (seconds ago) accepted, whatever the ttl says: an ancient request is a
+    # replay or a clock gone wrong, and is refused as such, not merely as expired.
+    max_age: float = 3600.0
     # A shared secret the portal may auto-accept new nodes by (docs/node.md, Enrolment); it
     # never crosses the wire, only an HMAC made with it. Better kept in the environment
     # (SWITCHBOARD_ENROLMENT_TOKEN) than in this file.
@@ -93,6 +101,8 @@ class NodeConfig:
         _check_nrpe_commands(self.nrpe_commands)
         if self.clock_skew < 0:
             raise ConfigError("clock_skew must not be negative")
+        for name in ("max_ttl", "max_age"):
+            _check_positive_seconds(name, getattr(self, name))
         if (self.tls_cert or self.tls_key) and not self.tls_ca:
             raise ConfigError("tls_cert and tls_key need tls_ca (the CA of the brokers)")
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -102,6 +112,14 @@ class NodeConfig:
     def tls(self) -> TLSConfig | None:
         """The TLS settings for the broker connection; None for plain STOMP."""
         return TLSConfig.from_files(self.tls_ca, self.tls_cert, self.tls_key)
+
+
+def _check_positive_seconds(name: str, value: Any) -> None:
+    # bool is an int in Python, and YAML turns "yes" into True: refuse it explicitly.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}")
+    if not (0 < value < math.inf):
+        raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
 
 
 def _check_nrpe_commands(commands: Any) -> None:

@@ -1,10 +1,31 @@
 """The node daemon: one STOMP connection, a subscription per agent per collective, replies.
 
-Guarantees: a bad frame (not JSON, wrong protocol, oversized, bad filter) is logged,
-counted and dropped without disturbing the next one; a request whose filter does not match,
-whose TTL has passed or whose id was already seen gets no reply and is counted; every
-request that passes gets exactly one Reply on its ``reply-to`` queue. Actions run in a small
-worker pool so the stomp.py receiver thread is never blocked by a slow action.
+Guarantees: every frame is counted in ``total`` and then in exactly one of ``validated`` or
+``unvalidated``. A frame that does not pass is counted by its reason and changes nothing: no
+action runs, no reply is sent, no audit line is written; a refusal (steps 1 to 4) is also
+logged once with its reason, and does not use up its request id, so the same request sent
+again properly is not a duplicate. The checks, in order (``handle_frame``):
+
+1. decoding: not JSON, wrong protocol, oversized, a bad filter, a string that is not valid
+   Unicode: ``invalid``; an unsigned request (when signatures are required), an unknown signer
+   or a bad signature: ``signature_refused``; a collective this node is not in: ``invalid``;
+2. the destination: a request must arrive on its own agent's topic in its own collective, or
+   on its collective's directed queue (``wrong_destination``); otherwise anyone who may publish
+   to one agent's topic could reach every agent;
+3. then the request counts as ``validated``; a ttl over ``max_ttl``: ``ttl_too_long``; a
+   msgtime more than ``max_age`` ago: ``too_old``; stamped beyond ``clock_skew`` in the future
+   or past its ttl: ``ttl_expired`` (INFO: a slow network, not an attack);
+4. no ``reply-to`` header on a request that wants a reply: ``no_reply_to``;
+5. an id already seen within its ttl: ``duplicates``; a filter this node does not match:
+   ``filtered`` (neither logged: both are routine);
+6. ``passed``: agents.dispatch runs it (policy, DDL, action, audit line; see there) and the
+   Reply goes to ``reply-to``, except for a fire-and-forget request (``reply_wanted`` false),
+   which runs and is not answered.
+
+Refusals that suggest an attacker or a misconfigured portal are logged at WARNING. A bug in
+the node itself is logged with its traceback and counted in ``errors`` instead of vanishing
+in the worker pool. Actions run in a small worker pool so the stomp.py receiver thread is never
+blocked by a slow action.
 """
 
 from __future__ import annotations
@@ -63,7 +84,13 @@ log = logging.getLogger(__name__)
 COUNTERS = (
     "total", "validated", "unvalidated", "passed", "filtered", "replies", "ttl_expired",
     "invalid", "duplicates", "denied", "errors", "reconnects", "signature_refused",
+    "wrong_destination", "ttl_too_long", "too_old", "no_reply_to",
 )  # fmt: skip
+# STOMP's own header naming where a MESSAGE frame was published.
+HEADER_DESTINATION = "destination"
+# ActiveMQ's JMS spelling of a destination, beside STOMP's: both brokers put STOMP's
+# "/topic/..." in MESSAGE frames today, but the JMS form names the same destination.
+_JMS_PREFIXES = {"topic://": "/topic/", "queue://": "/queue/"}
 # A hard cap on remembered request ids, beside their expiry, so a flood cannot exhaust memory.
 RECENT_REQUEST_IDS = 65536
 
@@ -371,8 +398,23 @@ class NodeDaemon:
             log.debug("%s: frame arrived after shutdown; dropped", self.identity)
 
     def handle_frame(self, headers: dict[str, str], body: str | bytes) -> Reply | None:
-        """Decode, check and run one frame; returns the Reply sent, or None if dropped."""
+        """Check and run one frame (see the module docstring for the order); returns the
+        Reply (sent unless the request is fire-and-forget), or None if it was refused.
+
+        ``headers`` are the MESSAGE frame's: ``destination`` (may be absent only for a call
+        made in-process, never over STOMP) and ``reply-to``. Never raises.
+        """
         self._count("total")
+        try:
+            return self._handle_request(headers, body)
+        except Exception:
+            # A bug of the node's own (an action's exceptions are dispatch's business): an
+            # exception raised here would vanish in the worker pool, unseen and uncounted.
+            self._count("errors")
+            log.exception("%s: a frame could not be handled", self.identity)
+            return None
+
+    def _handle_request(self, headers: dict[str, str], body: str | bytes) -> Reply | None:
         try:
             request, signer = open_request(
                 body, self.trusted_keys, require_signature=self.config.require_signatures
@@ -393,13 +435,32 @@ class NodeDaemon:
             self._count("unvalidated")
             log.warning("%s: dropped request for collective %s", self.identity, request.collective)
             return None
+        arrived = headers.get(HEADER_DESTINATION)
+        if arrived is not None and not _arrived_where_addressed(arrived, request):
+            self._count("unvalidated")
+            self._count("wrong_destination")
+            log.warning(
+                "%s: refused request %s: a request for %s.%s in collective %s arrived on %r, "
+                "not on %s or %s",
+                self.identity, request.requestid, request.agent, request.action,
+                request.collective, arrived,
+                broadcast_topic(request.collective, request.agent),
+                directed_queue(request.collective),
+            )  # fmt: skip
+            return None
         self._count("validated")
-        now = time.time()
-        # Future-dated requests are refused too, beyond the clock skew allowed (MCollective
-        # accepted them): a request stamped ahead would otherwise live longer than its ttl.
-        if request.is_expired(now) or request.msgtime > now + self.config.clock_skew:
-            self._count("ttl_expired")
-            log.info("%s: request %s outside its ttl; dropped", self.identity, request.requestid)
+        if not self._fresh(request):
+            return None
+        reply_to = headers.get(HEADER_REPLY_TO) or None
+        if reply_to is None and request.reply_wanted:
+            # Refused before it runs: an action whose outcome nobody can hear (a restart, a
+            # package update) is worse than none, and a portal that forgets reply-to is broken.
+            self._count("no_reply_to")
+            log.warning(
+                "%s: refused request %s for %s.%s: no reply-to header, and it is not marked "
+                "fire-and-forget (reply_wanted false)",
+                self.identity, request.requestid, request.agent, request.action,
+            )  # fmt: skip
             return None
         if not self._first_sighting(request.requestid, request.expires_at()):
             self._count("duplicates")
@@ -421,8 +482,49 @@ class NodeDaemon:
         )
         if reply.statuscode == Status.UNKNOWN_ERROR:
             self._count("errors")
-        self._send_reply(headers.get(HEADER_REPLY_TO), request, reply)
+        if not request.reply_wanted:
+            # Fire-and-forget: nobody reads its replies, so none is sent even when a reply-to
+            # is given; one sent anyway would sit on that queue until it expired.
+            log.debug(
+                "%s: request %s is fire-and-forget; no reply", self.identity, request.requestid
+            )
+        elif reply_to is not None:
+            self._send_reply(reply_to, request, reply)
         return reply
+
+    def _fresh(self, request: Request) -> bool:
+        """The time checks, counted and logged: ttl within max_ttl, msgtime within max_age,
+        not stamped in the future beyond clock_skew, and not expired.
+
+        Only comparisons until the ttl and msgtime are known to be in range: both may be
+        JSON integers of any size, and adding one to a float overflows.
+        """
+        config = self.config
+        now = time.time()
+        if request.ttl > config.max_ttl:
+            self._count("ttl_too_long")
+            log.warning(
+                "%s: refused request %s for %s.%s: ttl %s s is over max_ttl %s s",
+                self.identity, request.requestid, request.agent, request.action,
+                _shown(request.ttl), config.max_ttl,
+            )  # fmt: skip
+            return False
+        if request.msgtime < now - config.max_age:
+            self._count("too_old")
+            log.warning(
+                "%s: refused request %s for %s.%s: msgtime %s is more than max_age %s s ago "
+                "(a replay, or a clock that is wrong)",
+                self.identity, request.requestid, request.agent, request.action,
+                _shown(request.msgtime), config.max_age,
+            )  # fmt: skip
+            return False
+        # Future-dated requests are refused too, beyond the clock skew allowed (MCollective
+        # accepted them): a request stamped ahead would otherwise live longer than its ttl.
+        if request.msgtime > now + config.clock_skew or request.is_expired(now):
+            self._count("ttl_expired")
+            log.info("%s: request %s outside its ttl; dropped", self.identity, request.requestid)
+            return False
+        return True
 
     def _authorize(self, request: Request, actions: Any, roles: tuple[str, ...]) -> PolicyDecision:
         decision = self.policy.decide(
@@ -461,12 +563,7 @@ class NodeDaemon:
             request=request,
         )
 
-    def _send_reply(self, reply_to: str | None, request: Request, reply: Reply) -> None:
-        if not reply_to:
-            log.info(
-                "%s: request %s has no reply-to; not answered", self.identity, request.requestid
-            )
-            return
+    def _send_reply(self, reply_to: str, request: Request, reply: Reply) -> None:
         try:
             body = self._wire(reply)
         except ProtocolError as exc:
@@ -492,6 +589,25 @@ class NodeDaemon:
     def _wire(self, reply: Reply) -> str:
         """The reply's wire text: sealed with this node's key when it has one."""
         return seal_reply(reply, self.signing_key) if self.signing_key else encode(reply)
+
+
+def _arrived_where_addressed(destination: str, request: Request) -> bool:
+    """True if ``destination`` (a MESSAGE frame's header) is where ``request`` belongs: its
+    agent's topic in its collective, or its collective's directed queue."""
+    for jms, stomp_prefix in _JMS_PREFIXES.items():
+        if destination.startswith(jms):
+            destination = stomp_prefix + destination[len(jms) :]
+            break
+    return destination in (
+        broadcast_topic(request.collective, request.agent),
+        directed_queue(request.collective),
+    )
+
+
+def _shown(value: float) -> str:
+    """A number from the wire as the log shows it: a JSON integer may have hundreds of digits."""
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
 
 
 def agent_settings(config: NodeConfig) -> AgentSettings:

@@ -1,8 +1,10 @@
 """The one dispatch pipeline: agent and action lookup, policy, DDL validation, call, audit.
 
-Decoding, TTL, duplicate and filter checks happen before this, in the daemon, because a
-request that fails them gets no reply at all (and no audit line); everything here always
-produces exactly one Reply and, when an audit log is given, exactly one audit line.
+Decoding, signature, destination, TTL and age, reply-to, duplicate and filter checks happen
+before this, in the daemon (agents/daemon.py lists them in order), because a request that
+fails them gets no reply at all (and no audit line); everything here always produces exactly
+one Reply and, when an audit log is given, exactly one audit line. The daemon sends that Reply
+unless the request is fire-and-forget (``reply_wanted`` false).
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ from django.conf import settings
 DISCOVERY_METHODS = ("broadcast", "inventory")
 LIMIT_RE = re.compile(r"^\s*(\d+)\s*(%?)\s*$")
 MAX_BATCH_SLEEP = 3600.0
-MAX_TTL = 86400
+# The nodes' own default max_ttl (agents/config.py): a longer TTL would be refused by every
+# node (ttl_too_long), so the portal refuses it first, with the reason.
+MAX_TTL = 3600
 
 
 class OptionsError(ValueError):

@@ -9,9 +9,11 @@ from agents.config import ConfigError, NodeConfig, config_from_dict
 from agents.daemon import NodeDaemon
 from agents.filters import Filter, Node
 from agents.policy import NodePolicy, PolicyDecision, PolicySyntaxError, parse_policy
-from agents.protocol import Reply, Request, Status, encode
+from agents.protocol import HEADER_REPLY_TO, Reply, Request, Status, encode, reply_queue
 from agents.protocol.security import SigningKey, TrustedKeys, seal_request
 
+# The headers a frame arrives with: without a reply-to the node refuses a request unrun.
+HEADERS = {HEADER_REPLY_TO: reply_queue("mcollective", "test")}
 NODE = Node("web1", {"customer": "acme", "env": "prod"}, ["base", "apache"], ["service"])
 ACTIONS = ("status", "start", "stop", "restart")
 GOOD = (
@@ -148,12 +150,12 @@ def test_roles_count_only_in_signed_requests(tmp_path):
     daemon = NodeDaemon(config, trusted_keys=TRUSTED)
     try:
         _, signed = frame("rpcutil", "ping", callerid="user=bob", roles=["operator"])
-        assert daemon.handle_frame({}, signed).statuscode == Status.OK
+        assert daemon.handle_frame(HEADERS, signed).statuscode == Status.OK
         # The same claim without the portal's signature is worth nothing.
         _, unsigned = frame(
             "rpcutil", "ping", callerid="user=bob", roles=["operator"], signed=False
         )
-        assert daemon.handle_frame({}, unsigned).statuscode == Status.ABORTED
+        assert daemon.handle_frame(HEADERS, unsigned).statuscode == Status.ABORTED
     finally:
         daemon.stop()
 
@@ -172,19 +174,19 @@ def test_daemon_pipeline_filter_policy_validate_call_audit(tmp_path):
     try:
         # filtered: no reply, no audit line
         _, body = frame("service", "status", {"service": "cron"}, flt=Filter.parse("customer=x"))
-        assert daemon.handle_frame({}, body) is None
+        assert daemon.handle_frame(HEADERS, body) is None
         # policy before validation: a denied request with bad inputs is still "denied"
         _, body = frame("service", "start", {"service": "bad name"})
-        denied = daemon.handle_frame({}, body)
+        denied = daemon.handle_frame(HEADERS, body)
         assert denied.statuscode == Status.ABORTED
         assert denied.statusmsg.endswith("service.policy default")
         _, body = frame("service", "stop", {"service": "bad name"})
-        assert daemon.handle_frame({}, body).statuscode == Status.INVALID_DATA
+        assert daemon.handle_frame(HEADERS, body).statuscode == Status.INVALID_DATA
         _, body = frame("service", "stop", {"service": "cron"})
-        assert daemon.handle_frame({}, body).data == {"status": "stopped"}
+        assert daemon.handle_frame(HEADERS, body).data == {"status": "stopped"}
         # no policy file for rpcutil and policy_default deny
         _, body = frame("rpcutil", "ping")
-        assert daemon.handle_frame({}, body).statuscode == Status.ABORTED
+        assert daemon.handle_frame(HEADERS, body).statuscode == Status.ABORTED
         stats = daemon.stats()
         assert (stats["filtered"], stats["denied"], stats["validated"]) == (1, 2, 5)
     finally:

@@ -10,7 +10,7 @@ import pytest
 
 from agents.config import NodeConfig
 from agents.daemon import NodeDaemon
-from agents.protocol import ProtocolError, Reply, Request, encode
+from agents.protocol import HEADER_REPLY_TO, ProtocolError, Reply, Request, encode, reply_queue
 from agents.protocol.security import (
     SignatureError,
     SigningKey,
@@ -21,6 +21,9 @@ from agents.protocol.security import (
     seal_reply,
     seal_request,
 )
+
+# The headers a frame arrives with: without a reply-to the node refuses a request unrun.
+HEADERS = {HEADER_REPLY_TO: reply_queue("mcollective", "test")}
 
 
 @pytest.fixture(scope="module")
@@ -128,14 +131,14 @@ def test_the_daemon_refuses_replays_future_dates_and_strangers(portal_key, trust
     try:
         request = make_request()
         sealed = seal_request(request, portal_key)
-        assert daemon.handle_frame({}, sealed).statuscode == 0
-        assert daemon.handle_frame({}, sealed) is None  # replayed within its ttl
+        assert daemon.handle_frame(HEADERS, sealed).statuscode == 0
+        assert daemon.handle_frame(HEADERS, sealed) is None  # replayed within its ttl
         ahead = make_request(msgtime=time.time() + 120)  # beyond the 30 s clock skew
-        assert daemon.handle_frame({}, seal_request(ahead, portal_key)) is None
+        assert daemon.handle_frame(HEADERS, seal_request(ahead, portal_key)) is None
         slightly_ahead = make_request(msgtime=time.time() + 5)
-        assert daemon.handle_frame({}, seal_request(slightly_ahead, portal_key)) is not None
+        assert daemon.handle_frame(HEADERS, seal_request(slightly_ahead, portal_key)) is not None
         stranger = seal_request(make_request(), SigningKey.generate())
-        assert daemon.handle_frame({}, stranger) is None
+        assert daemon.handle_frame(HEADERS, stranger) is None
         stats = daemon.stats()
         assert stats["duplicates"] == 1
         assert stats["ttl_expired"] == 1
