@@ -656,6 +656,14 @@ def transport_connectors(broker: Broker, host: str) -> str:
         lines.append(f"      <!-- {comment} -->")
         lines.append(f'      <transportConnector name="{name}" uri={quoteattr(uri)}/>')
 
+    add(
+        "In-VM: the local end of the bridges. Declared, so the broker owns it for good: the one "
+        "ActiveMQ makes on demand is disposed when its last bridge drops, and when both "
+        "bridges drop at once (the NOC restarting) a reconnecting bridge could find it "
+        "half-disposed ('Server TransportAcceptListener is null') and never come back.",
+        "vm",
+        f"vm://{broker.name}",
+    )
     if broker.openwire_port:
         add(
             "OpenWire: broker-to-broker bridges only.",

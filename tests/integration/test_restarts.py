@@ -176,6 +176,7 @@ def _late_node(fleet: Fleet) -> NodeDaemon:
             login="node",
             passcode="node-secret",
             register_interval=0,
+            enrolment_token=ENROLMENT_TOKEN,  # the stack auto-accepts by token
         ),
         trusted_keys=TrustedKeys.from_files([portal_public_key(fleet.tmp)]),
         signing_key=SigningKey.generate(),
