@@ -151,11 +151,14 @@ class AggregateDDL:
 
 @dataclass(frozen=True)
 class ActionDDL:
-    """One action: description, display policy, inputs, outputs and aggregates."""
+    """One action: description, display, whether it changes the node, inputs, outputs."""
 
     name: str
     description: str
     display: str = "failed"
+    # True for an action that changes the node (restarts, installs, writes...): the portal
+    # then asks for more before sending it (docs/access.md, "Actions that change nodes").
+    changes_node: bool = False
     input: dict[str, InputDDL] = field(default_factory=dict)
     output: dict[str, OutputDDL] = field(default_factory=dict)
     aggregate: list[AggregateDDL] = field(default_factory=list)
@@ -242,6 +245,10 @@ def parse_ddl(doc: Any, where: str = "ddl") -> AgentDDL:
         display = adoc.get("display", "failed")
         if display not in DISPLAY_POLICIES:
             raise DDLError(f"{at}: display must be one of {DISPLAY_POLICIES}")
+        # A JSON boolean only: a string "false" would be truthy and 0/1 read as a guess.
+        changes_node = adoc.get("changes_node", False)
+        if not isinstance(changes_node, bool):
+            raise DDLError(f"{at}: 'changes_node' must be true or false")
         inputs = {}
         for iname, idoc in adoc.get("input", {}).items():
             if idoc.get("type", "string") not in INPUT_TYPES:
@@ -278,6 +285,7 @@ def parse_ddl(doc: Any, where: str = "ddl") -> AgentDDL:
             name=aname,
             description=_req(adoc, "description", str, at),
             display=display,
+            changes_node=changes_node,
             input=inputs,
             output=outputs,
             aggregate=aggregates,

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q, QuerySet
@@ -211,22 +212,66 @@ def runnable_actions(user: User) -> dict[str, set[str]]:
     return result
 
 
-# -- the web form's per-role settings -----------------------------------------------------------
+# -- what an operator must do before a job is sent ----------------------------------------------
+
+REASON_FOR_ROLE = "your role asks for a reason or ticket reference"
+REASON_FOR_CHANGE = "this action changes the nodes: give a reason or ticket reference"
 
 
-def confirm_threshold(user: User, default: int) -> int:
-    """Above this many nodes the operator types the count: the strictest of their roles."""
-    values = list(
-        RoleSettings.objects.filter(
-            role__in=user.groups.all(), confirm_above__isnull=False
-        ).values_list("confirm_above", flat=True)
+@dataclass(frozen=True)
+class ConfirmationRules:
+    """What the operator must give before a job is sent, and why.
+
+    ``confirm_above``: above this many nodes the count is typed (a guard of the web page; the
+    API and CLI state no count). ``reason_missing`` is the message when a reason is required
+    and none was given: every path (form, API, CLI) refuses such a job with it.
+    """
+
+    changes_node: bool
+    confirm_above: int
+    reason_required: bool
+    reason_missing: str = ""
+
+    def must_type_count(self, node_count: int) -> bool:
+        return node_count > self.confirm_above
+
+    def typed_count_error(self, node_count: int, typed: str) -> str:
+        """What is wrong with the typed count ("" when it is right or not asked for)."""
+        if self.must_type_count(node_count) and typed.strip() != str(node_count):
+            return f"type {node_count} to run on {node_count} node{'' if node_count == 1 else 's'}"
+        return ""
+
+    def reason_error(self, reason: str) -> str:
+        """Why this (stripped) reason is not enough ("" when it is)."""
+        return self.reason_missing if self.reason_required and not reason.strip() else ""
+
+
+def confirmation_rules(user: User, changes_node: bool = False) -> ConfirmationRules:
+    """The one decision on the typed count and the reason, for the page, the API and the CLI.
+
+    Roles only make it stricter. The count threshold is the lowest ``confirm above`` of the
+    user's roles, else ``SWITCHBOARD_CONFIRM_ABOVE``; for an action that changes nodes it is
+    never above ``SWITCHBOARD_CONFIRM_RISKY_ABOVE`` (default 1). A reason is required when a
+    role asks for one, and always for an action that changes nodes.
+    """
+    rows = list(
+        RoleSettings.objects.filter(role__in=user.groups.all()).values_list(
+            "confirm_above", "reason_required"
+        )
     )
-    return min(values, default=default)
+    role_thresholds = [above for above, _ in rows if above is not None]
+    threshold = min(role_thresholds, default=settings.SWITCHBOARD_CONFIRM_ABOVE)
+    if changes_node:
+        threshold = min(threshold, settings.SWITCHBOARD_CONFIRM_RISKY_ABOVE)
+    role_asks = any(required for _, required in rows)
+    # The role's message first: it is the rule an operator of that role already knows.
+    missing = REASON_FOR_ROLE if role_asks else REASON_FOR_CHANGE if changes_node else ""
+    return ConfirmationRules(changes_node, threshold, bool(missing), missing)
 
 
-def reason_required(user: User) -> bool:
-    """True when one of the user's roles asks for a reason or ticket with every job."""
-    return RoleSettings.objects.filter(role__in=user.groups.all(), reason_required=True).exists()
+def reason_required(user: User, changes_node: bool = False) -> bool:
+    """Whether a job needs a reason or ticket: ``confirmation_rules`` decides."""
+    return confirmation_rules(user, changes_node).reason_required
 
 
 # -- reading jobs, approving, the audit history, administering -----------------------------------

@@ -1,5 +1,5 @@
 // The job form: only the chosen action's inputs are shown (disabled fieldsets are not
-// submitted), and saved filters: pick one to start from, save the current one, delete your own.
+// submitted), Enter does not send an action that changes nodes, and saved filters: pick one to start from, save the current one, delete your own.
 (function () {
   "use strict";
   const select = document.getElementById("agent-action");
@@ -11,6 +11,30 @@
     select.addEventListener("change", showChosen);
     showChosen();
   }
+})();
+
+// Enter never sends an action that changes nodes (DDL changes_node): in a text field of the
+// form it would submit it, so for such an action only the Run button goes on. The
+// confirmation page guards the same way without script (a disabled first submit button).
+(function () {
+  "use strict";
+  const form = document.getElementById("job-form");
+  const select = document.getElementById("agent-action");
+  const hint = document.getElementById("enter-guard-hint");
+  if (!form || !select) return;
+  function changesNode() {
+    const chosen = select.options[select.selectedIndex];
+    return Boolean(chosen && chosen.hasAttribute("data-changes-node"));
+  }
+  select.addEventListener("change", () => { if (hint) hint.textContent = ""; });
+  form.addEventListener("keydown", (event) => {
+    // Widgets that use Enter themselves (the filter builder, saving a filter) prevent it first.
+    if (event.key !== "Enter" || event.defaultPrevented || !changesNode()) return;
+    const target = event.target;
+    if (target.tagName !== "INPUT" || ["submit", "button", "checkbox", "radio"].includes(target.type)) return;
+    event.preventDefault();
+    if (hint) hint.textContent = "This action changes the nodes: Enter does not send it; use the Run button.";
+  });
 })();
 
 (function () {

@@ -1,6 +1,14 @@
 import pytest
 
-from agents.ddl import InputValidationError, UnknownAction, UnknownAgent, load_all, load_ddl
+from agents.ddl import (
+    DDLError,
+    InputValidationError,
+    UnknownAction,
+    UnknownAgent,
+    load_all,
+    load_ddl,
+    parse_ddl,
+)
 from agents.dispatch import dispatch
 from agents.plugins import REGISTRY, ActionContext, load_agents
 from agents.protocol import Request, Status
@@ -17,6 +25,48 @@ def test_load_all_ships_every_standard_agent():
     assert rpcutil.action("ping").output["pong"].display_as == "Timestamp"
     assert rpcutil.action("get_fact").aggregate[0].function == "summary"
     assert set(REGISTRY) == set(ddls)
+
+
+# Every shipped action that changes a node, decided by reading each agent. nrpe runcommand is
+# not here: it runs only the checks the node's own configuration lists, and checks observe.
+CHANGES_NODE = {
+    "echo": set(),
+    "filemgr": {"touch", "remove"},
+    "nrpe": set(),
+    "package": {"install", "update", "uninstall"},
+    "process": set(),
+    "puppet": {"runonce", "enable", "disable"},
+    "rpcutil": set(),
+    "service": {"start", "stop", "restart"},
+}
+
+
+def test_shipped_ddls_mark_every_action_that_changes_a_node():
+    marked = {
+        name: {action for action, spec in ddl.actions.items() if spec.changes_node}
+        for name, ddl in load_all().items()
+    }
+    assert marked == CHANGES_NODE
+
+
+def _ddl_with(**action_fields):
+    meta = {
+        "name": "x", "description": "d", "author": "a", "version": "1", "license": "l",
+        "timeout": 5,
+    }  # fmt: skip
+    return {"metadata": meta, "actions": {"go": {"description": "go", **action_fields}}}
+
+
+def test_changes_node_defaults_to_false_and_reads_true():
+    assert parse_ddl(_ddl_with()).action("go").changes_node is False
+    assert parse_ddl(_ddl_with(changes_node=True)).action("go").changes_node is True
+    assert parse_ddl(_ddl_with(changes_node=False)).action("go").changes_node is False
+
+
+@pytest.mark.parametrize("value", ["true", "false", 1, 0, None, [], {}])
+def test_changes_node_must_be_a_json_boolean(value):
+    with pytest.raises(DDLError, match="ddl: action go: 'changes_node' must be true or false"):
+        parse_ddl(_ddl_with(changes_node=value))
 
 
 def test_unknown_agent_and_action():

@@ -52,8 +52,12 @@ def test_simulated_service_state_is_per_node_and_sticks(sim):
     assert call(sim, "service", "restart", {"service": "cron"}).data == {"status": "running"}
     assert call(sim, "service", "stop", {"service": "cron"}).data == {"status": "stopped"}
     assert call(sim, "service", "start", {"service": "cron"}).data == {"status": "running"}
-    assert call(sim, "service", "status", {"service": "nosuch"}).data == {"status": "unknown"}
-    reply = call(sim, "service", "start", {"service": "nosuch"})
+
+
+@pytest.mark.parametrize("action", ["status", "start", "stop", "restart"])
+def test_simulated_unknown_service_fails_in_every_action(sim, action):
+    # Never a green OK "unknown": a service that does not exist is a failure with the reason.
+    reply = call(sim, "service", action, {"service": "nosuch"})
     assert (reply.statuscode, reply.statusmsg) == (
         Status.ABORTED,
         "no such service 'nosuch' (simulated node)",
@@ -85,6 +89,17 @@ def test_simulated_package_lifecycle(sim):
     assert reply.statusmsg == "unable to locate package nosuchpkg (simulated repository)"
     bad = call(sim, "package", "install", {"package": "-oAPT::x=1"})
     assert bad.statuscode == Status.INVALID_DATA
+
+
+@pytest.mark.parametrize("action", ["status", "install", "update", "uninstall"])
+def test_simulated_unknown_package_fails_in_every_action(sim, action):
+    reply = call(sim, "package", action, {"package": "nosuchpkg"})
+    assert (reply.statuscode, reply.statusmsg) == (
+        Status.ABORTED,
+        "unable to locate package nosuchpkg (simulated repository)",
+    )
+    # A known package that is not installed is still a plain answer.
+    assert call(sim, "package", "status", {"package": "nginx"}).data == {"ensure": "absent"}
 
 
 def test_simulated_process_list(sim):
@@ -182,8 +197,10 @@ def test_real_service_status_is_a_clear_answer():
         assert agent.available()[0] is False
         assert "no supported service manager" in agent.available()[1]
         return
-    reply = call({"service": agent}, "service", "status", {"service": "no-such-unit-xyz"})
-    assert reply.data == {"status": "unknown"}
+    for action in ("status", "start", "stop", "restart"):
+        reply = call({"service": agent}, "service", action, {"service": "no-such-unit-xyz"})
+        assert reply.statuscode == Status.ABORTED, (action, reply)
+        assert reply.statusmsg.startswith("no such service 'no-such-unit-xyz'"), reply.statusmsg
 
 
 def test_sysv_backend_maps_lsb_exit_codes(tmp_path):
@@ -200,9 +217,10 @@ def test_sysv_backend_maps_lsb_exit_codes(tmp_path):
         (init_dir / name).write_text("")
     backend = SysVBackend(init_dir=str(init_dir))
     backend.service = str(fake)
-    assert [backend.status(n) for n in ("up", "down", "odd", "absent")] == [
-        "running", "stopped", "unknown", "unknown",
-    ]  # fmt: skip
+    assert [backend.status(n) for n in ("up", "down", "odd")] == ["running", "stopped", "unknown"]
+    with pytest.raises(ActionError, match="no such service 'absent'") as absent:
+        backend.status("absent")
+    assert absent.value.status == Status.ABORTED
     assert backend.change("up", "restart") == "running"
     with pytest.raises(ActionError, match="service down start failed: failed"):
         backend.change("down", "start")
@@ -216,8 +234,22 @@ def test_real_package_status_of_bash():
     reply = call({"package": agent}, "package", "status", {"package": "bash"})
     assert reply.statuscode == Status.OK
     assert reply.data["ensure"][0].isdigit()
-    absent = call({"package": agent}, "package", "status", {"package": "no-such-package-xyz"})
-    assert absent.data == {"ensure": "absent"}
+    unknown = call({"package": agent}, "package", "status", {"package": "no-such-package-xyz"})
+    assert (unknown.statuscode, unknown.statusmsg) == (
+        Status.ABORTED,
+        "unable to locate package no-such-package-xyz: not installed and not in the apt "
+        "package lists",
+    )
+    # A package the lists have but dpkg has not installed is absent, not unknown.
+    for name in ("htop", "cowsay", "sl"):
+        try:
+            if AptBackend().status(name) != "absent":
+                continue  # installed here
+        except ActionError:
+            continue  # not in this host's package lists
+        absent = call({"package": agent}, "package", "status", {"package": name})
+        assert (absent.statuscode, absent.data) == (Status.OK, {"ensure": "absent"})
+        break
 
 
 def test_real_nrpe_runs_only_configured_argv():

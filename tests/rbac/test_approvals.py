@@ -42,6 +42,7 @@ def _restart(user: User, text: str = "") -> Job:
     return submit_job(
         user=user, agent="service", action="restart", inputs={"service": "nginx"},
         filter=Filter.parse(text), filter_text=text, source=Job.Source.API,
+        reason="CHG-1",  # a restart changes the nodes: a reason is required
     )  # fmt: skip
 
 

@@ -51,5 +51,10 @@ class FilemgrAgent(Agent):
         return {**self.backend.status(path), "removed": removed}
 
     def status(self, ctx: ActionContext, inputs: dict[str, Any]) -> dict[str, Any]:
-        """present, type, size, mtime, md5, owner, group and mode; changes nothing."""
+        """present, type, size, mtime, md5, owner, group and mode; changes nothing.
+
+        A missing file is OK with ``present`` false: "does it exist?" is the question this
+        action answers, so absence is the answer, not a failure (touch in a missing
+        directory, or a path that cannot be read, is ABORTED).
+        """
         return self.backend.status(checked_path(inputs))

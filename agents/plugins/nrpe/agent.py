@@ -1,4 +1,9 @@
-"""nrpe: run one Nagios check from the node's configured command list, never anything else."""
+"""nrpe: run one Nagios check from the node's configured command list, never anything else.
+
+``runcommand`` is not marked ``changes_node`` in the DDL: it can run only the checks the node's
+own configuration lists (``nrpe_commands``), and Nagios checks observe; a node owner who
+configures a check that changes the host has made that choice on the node, not in the portal.
+"""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ class PackageAgent(Agent):
         return self.backend
 
     def status(self, ctx: ActionContext, inputs: dict[str, Any]) -> dict[str, Any]:
-        """The installed version or "absent"; changes nothing."""
+        """The installed version or "absent"; changes nothing. ABORTED for an unknown name."""
         return {"ensure": self._backend().status(inputs["package"])}
 
     def install(self, ctx: ActionContext, inputs: dict[str, Any]) -> dict[str, Any]:

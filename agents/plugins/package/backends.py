@@ -15,13 +15,16 @@ CHANGE_TIMEOUT = 600.0  # downloads and maintainer scripts can be slow
 class PackageBackend:
     """Installs, updates, removes and inspects packages; methods return the version after.
 
-    A version is the package manager's full version string, or ``"absent"``.
+    A version is the package manager's full version string, or ``"absent"`` for a package
+    the manager knows but has not installed. A name neither installed nor in any configured
+    repository is an ActionError (ABORTED) from every method, never "absent": a typo must not
+    read as a successful answer.
     """
 
     name = "abstract"
 
     def status(self, package: str) -> str:
-        """The installed version, or "absent"."""
+        """The installed version, or "absent"; ActionError for a package nobody knows."""
         raise NotImplementedError
 
     def install(self, package: str) -> str:
@@ -35,6 +38,11 @@ class PackageBackend:
     def uninstall(self, package: str) -> str:
         """Remove the package (absent already is fine)."""
         raise NotImplementedError
+
+
+def unknown_package(package: str, where: str) -> ActionError:
+    """The failure for a name that is neither installed nor available from ``where``."""
+    return ActionError(f"unable to locate package {package}: not installed and not in {where}")
 
 
 def _check(result: CommandResult, what: str) -> None:
@@ -55,6 +63,13 @@ class AptBackend(PackageBackend):
             timeout=QUERY_TIMEOUT,
         )
         if result.exitcode != 0:
+            # dpkg has never heard of it: absent if a repository has it, else unknown.
+            # apt-cache reads the local package lists only (no network); exit 100 = none.
+            available = run_command(
+                ["apt-cache", "show", "--no-all-versions", "--", package], timeout=QUERY_TIMEOUT
+            )
+            if available.exitcode != 0:
+                raise unknown_package(package, "the apt package lists")
             return ABSENT
         flags, _, version = result.stdout.partition("\t")
         # "ii" means installed; "rc" (config files left) and others count as absent.
@@ -70,6 +85,7 @@ class AptBackend(PackageBackend):
         return self.status(package)
 
     def update(self, package: str) -> str:
+        self.status(package)  # an unknown name fails here, with the same message as status
         self._apt("install", "--", package, what=f"apt-get install {package}")
         return self.status(package)
 
@@ -90,6 +106,10 @@ class DnfBackend(PackageBackend):
             timeout=QUERY_TIMEOUT,
         )
         if result.exitcode != 0:
+            # Not installed: absent if a repository has it, else unknown (dnf exits 1).
+            available = run_command(["dnf", "-q", "info", "--", package], timeout=QUERY_TIMEOUT)
+            if available.exitcode != 0:
+                raise unknown_package(package, "any enabled dnf repository")
             return ABSENT
         version = result.stdout.strip().splitlines()[-1]
         return version.removeprefix("(none):")
@@ -130,7 +150,8 @@ class SimulatedPackageBackend(PackageBackend):
     """An in-memory package database for simulator nodes: never touches the host.
 
     Deterministic: every node starts from SIMULATED_REPOSITORY; install puts the newest
-    version, update moves to it, uninstall removes; unknown names fail like apt does.
+    version, update moves to it, uninstall removes; unknown names fail in every action, like
+    the real backends.
     """
 
     name = "simulated"
@@ -146,6 +167,8 @@ class SimulatedPackageBackend(PackageBackend):
 
     def status(self, package: str) -> str:
         with self._lock:
+            if package not in self._installed:
+                self._newest(package)  # raises for a name the repository does not have
             return self._installed.get(package, ABSENT)
 
     def install(self, package: str) -> str:
@@ -160,7 +183,8 @@ class SimulatedPackageBackend(PackageBackend):
 
     def uninstall(self, package: str) -> str:
         with self._lock:
-            self._installed.pop(package, None)
+            if self._installed.pop(package, None) is None:
+                self._newest(package)  # absent is fine, unknown is not
             return ABSENT
 
 

@@ -45,6 +45,8 @@ class ProcessAgent(Agent):
         """Processes whose command matches ``pattern`` (a safe regex; empty: all), by pid.
 
         At most MAX_PROCESSES rows are returned; ``count`` is the full number of matches.
+        No match is OK with ``count`` 0, not a failure: the action asks "which processes
+        match?" across the table, not about one process that must exist.
         """
         pattern = inputs.get("pattern") or ""
         try:

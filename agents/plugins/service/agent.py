@@ -45,7 +45,10 @@ class ServiceAgent(Agent):
         return self.backend
 
     def status(self, ctx: ActionContext, inputs: dict[str, Any]) -> dict[str, Any]:
-        """The service's status: running, stopped or unknown; changes nothing."""
+        """The service's status: running, stopped or unknown; changes nothing.
+
+        ABORTED when there is no such service on the node.
+        """
         return {"status": self._backend().status(inputs["service"])}
 
     def start(self, ctx: ActionContext, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -14,12 +14,16 @@ COMMAND_TIMEOUT = 60.0
 
 
 class ServiceBackend:
-    """Starts, stops and inspects services; every method returns the status afterwards."""
+    """Starts, stops and inspects services; every method returns the status afterwards.
+
+    A service that does not exist is an ActionError (ABORTED) from every method, never a
+    status: an operator must not read "no such service" as a successful answer.
+    """
 
     name = "abstract"
 
     def status(self, service: str) -> ServiceStatus:
-        """running, stopped, or unknown (no such service, or the manager cannot tell)."""
+        """running, stopped, or unknown (it exists but the manager cannot tell)."""
         raise NotImplementedError
 
     def change(self, service: str, verb: Literal["start", "stop", "restart"]) -> ServiceStatus:
@@ -40,13 +44,22 @@ class SystemdBackend(ServiceBackend):
     def __init__(self) -> None:
         self.systemctl = which("systemctl") or "systemctl"
 
-    def status(self, service: str) -> ServiceStatus:
+    def _require_unit(self, service: str) -> None:
+        """ActionError unless systemd has a unit of that name (a masked one counts)."""
         load = run_command(
             [self.systemctl, "show", "--property=LoadState", "--value", "--", service],
             timeout=COMMAND_TIMEOUT,
         )
-        if load.stdout.strip() != "loaded":
-            return "unknown"
+        state = load.stdout.strip()
+        if state == "not-found":
+            raise ActionError(f"no such service {service!r} (systemd has no unit of that name)")
+        if state not in ("loaded", "masked"):
+            # "error", "bad-setting", or systemctl itself failed: say what systemd said.
+            detail = state or load.stderr.strip() or f"systemctl exit {load.exitcode}"
+            raise ActionError(f"systemd cannot load service {service!r}: {detail}")
+
+    def status(self, service: str) -> ServiceStatus:
+        self._require_unit(service)
         active = run_command(
             [self.systemctl, "is-active", "--", service], timeout=COMMAND_TIMEOUT
         ).stdout.strip()
@@ -57,6 +70,7 @@ class SystemdBackend(ServiceBackend):
         return "unknown"
 
     def change(self, service: str, verb: Literal["start", "stop", "restart"]) -> ServiceStatus:
+        self._require_unit(service)  # "no such service" rather than systemctl's exit 5
         result = run_command([self.systemctl, verb, "--", service], timeout=COMMAND_TIMEOUT)
         if result.exitcode != 0:
             raise ActionError(f"systemctl {verb} {service} failed: {result.stderr.strip()}")
@@ -72,12 +86,12 @@ class SysVBackend(ServiceBackend):
         self.service = which("service") or "service"
         self.init_dir = init_dir
 
-    def _known(self, service: str) -> bool:
-        return os.path.isfile(os.path.join(self.init_dir, service))
+    def _require_script(self, service: str) -> None:
+        if not os.path.isfile(os.path.join(self.init_dir, service)):
+            raise ActionError(f"no such service {service!r} in {self.init_dir}")
 
     def status(self, service: str) -> ServiceStatus:
-        if not self._known(service):
-            return "unknown"
+        self._require_script(service)
         code = run_command([self.service, service, "status"], timeout=COMMAND_TIMEOUT).exitcode
         # LSB init scripts: 0 running; 1-3 not running (stale pid/lock file or clean); 4 unknown.
         if code == 0:
@@ -87,8 +101,7 @@ class SysVBackend(ServiceBackend):
         return "unknown"
 
     def change(self, service: str, verb: Literal["start", "stop", "restart"]) -> ServiceStatus:
-        if not self._known(service):
-            raise ActionError(f"no such service {service!r} in {self.init_dir}")
+        self._require_script(service)
         result = run_command([self.service, service, verb], timeout=COMMAND_TIMEOUT)
         if result.exitcode != 0:
             detail = (result.stderr or result.stdout).strip()
@@ -102,8 +115,8 @@ SIMULATED_SERVICES = ("cron", "sshd", "rsyslog", "ntp", "puppet", "nrpe", "apach
 class SimulatedServiceBackend(ServiceBackend):
     """In-memory services for simulator nodes: never touches the host.
 
-    Deterministic: the services in ``services`` start out running, any other name is
-    unknown, and a stopped service stays stopped until started.
+    Deterministic: the services in ``services`` start out running, any other name does not
+    exist (ABORTED, as on a real host), and a stopped service stays stopped until started.
     """
 
     name = "simulated"
@@ -112,14 +125,18 @@ class SimulatedServiceBackend(ServiceBackend):
         self._state: dict[str, ServiceStatus] = dict.fromkeys(services, "running")
         self._lock = threading.Lock()
 
+    def _require(self, service: str) -> None:
+        if service not in self._state:
+            raise ActionError(f"no such service {service!r} (simulated node)")
+
     def status(self, service: str) -> ServiceStatus:
         with self._lock:
-            return self._state.get(service, "unknown")
+            self._require(service)
+            return self._state[service]
 
     def change(self, service: str, verb: Literal["start", "stop", "restart"]) -> ServiceStatus:
         with self._lock:
-            if service not in self._state:
-                raise ActionError(f"no such service {service!r} (simulated node)")
+            self._require(service)
             self._state[service] = "stopped" if verb == "stop" else "running"
             return self._state[service]
 
