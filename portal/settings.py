@@ -29,7 +29,9 @@ PRODUCTION = PROFILE == "production"
 # to run the production profile without a real one.
 EMBEDDED_SECRET_KEY = "switchboard-embedded-profile-not-secret"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY", EMBEDDED_SECRET_KEY)
-DEBUG = env_bool("DEBUG", not PRODUCTION)
+# Off in every profile: the embedded demo is a real portal a logged-in user must not get
+# technical pages (settings, tracebacks) from. DEBUG=1 turns it on for development.
+DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -64,6 +66,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every 403 to a logged-in user on the audit record (docs/audit.md, Refusals).
+    "portal.audit.middleware.AccessDeniedMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its lockout response.
@@ -150,8 +154,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
-# The embedded profile serves straight from static/ (no collectstatic step); production serves
-# the collected, compressed and hashed files from STATIC_ROOT.
+# The embedded profile serves straight from static/ (no collectstatic step), DEBUG or not:
+# WhiteNoise indexes the finders' files when it starts (and re-reads them on every request
+# with DEBUG=1, its autorefresh default). Production serves the collected, compressed and
+# hashed files from STATIC_ROOT.
 WHITENOISE_USE_FINDERS = not PRODUCTION
 if PRODUCTION:
     STORAGES = {
@@ -212,6 +218,9 @@ SWITCHBOARD_REGISTRATION_CLOCK_SKEW = env_float("SWITCHBOARD_REGISTRATION_CLOCK_
 SWITCHBOARD_REQUIRE_BROKER_IDENTITY = env_bool("SWITCHBOARD_REQUIRE_BROKER_IDENTITY", False)
 # How many identities may wait for enrolment at once; past it new ones are refused.
 SWITCHBOARD_MAX_PENDING = int(env_float("SWITCHBOARD_MAX_PENDING", 10_000))
+# For an action that changes the nodes (its DDL says changes_node) the count is asked above
+# this many instead (never more leniently than the line below): 1 asks on two nodes or more.
+SWITCHBOARD_CONFIRM_RISKY_ABOVE = int(env_float("SWITCHBOARD_CONFIRM_RISKY_ABOVE", 1))
 # Above this many nodes the web form asks the operator to type the node count to go on.
 SWITCHBOARD_CONFIRM_ABOVE = int(env_float("SWITCHBOARD_CONFIRM_ABOVE", 25))
 # How long a job waiting for a second person's approval may wait before it expires (seconds).

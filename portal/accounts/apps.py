@@ -6,3 +6,7 @@ class AccountsConfig(AppConfig):
 
     name = "portal.accounts"
     label = "accounts"
+
+    def ready(self) -> None:
+        # Connects the receivers that close a person's WebSockets when their session ends.
+        from portal.accounts import receivers  # noqa: F401

@@ -6,6 +6,9 @@ import re
 
 JOB_SUBMITTED = "job.submitted"
 JOB_FINISHED = "job.finished"
+JOB_REFUSED = "job.refused"
+JOB_CANCEL_REQUESTED = "job.cancel_requested"
+ACCESS_DENIED = "access.denied"
 LOGIN = "login"
 LOGOUT = "logout"
 LOGIN_FAILED = "login.failed"
@@ -31,6 +34,8 @@ AUDIT_PRUNED = "audit.pruned"
 KNOWN_KINDS: dict[str, str] = {
     JOB_SUBMITTED: "job submitted",
     JOB_FINISHED: "job finished",
+    JOB_REFUSED: "job refused",
+    JOB_CANCEL_REQUESTED: "job cancel requested",
     APPROVAL_REQUESTED: "approval requested",
     APPROVAL_APPROVED: "approval approved",
     APPROVAL_REJECTED: "approval rejected",
@@ -38,6 +43,7 @@ KNOWN_KINDS: dict[str, str] = {
     LOGIN: "login",
     LOGOUT: "logout",
     LOGIN_FAILED: "failed login",
+    ACCESS_DENIED: "access denied",
     ROLE_CHANGED: "role changed",
     GRANT_CHANGED: "grant changed",
     OPERATOR_ROLES_CHANGED: "operator's roles changed",

@@ -67,3 +67,25 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"audit event {self.pk}: {self.kind}"
+
+
+class RefusalWindow(models.Model):
+    """The flood guard's state for one repeated refusal (same who, what and where).
+
+    Not part of the history and not hashed: ``portal.audit.refusals`` writes at most one event
+    per key per window and counts the repeats here, to write them with the key's next event.
+    """
+
+    # sha256 (hex) of the kind and what identifies the refusal: a fixed width, whatever the path.
+    key = models.CharField(max_length=64, unique=True)
+    opened_at = models.DateTimeField(help_text="When the key's last event was written.")
+    repeats = models.PositiveIntegerField(
+        default=0, help_text="Refusals since that event, not written one by one."
+    )
+    event_id = models.BigIntegerField(null=True, blank=True, help_text="That event's id.")
+
+    class Meta:
+        indexes = [models.Index(fields=["opened_at"], name="audit_refusal_opened")]
+
+    def __str__(self) -> str:
+        return f"refusal window {self.key[:12]}: {self.repeats} repeats since {self.opened_at}"

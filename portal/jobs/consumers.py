@@ -8,12 +8,16 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from portal.accounts.sessions import session_group, session_tag
 from portal.jobs.models import Job
 from portal.jobs.streaming import SNAPSHOT_TYPE, job_state
 
 # Application close codes (4000-4999): the browser shows why it was turned away.
-CLOSE_UNAUTHENTICATED = 4401
+CLOSE_UNAUTHENTICATED = 4401  # also: this socket's session logged out (the page stops)
 CLOSE_FORBIDDEN = 4403
+# The person's password changed or they were deactivated: the page reconnects, and the
+# handshake then decides (a session Django kept is let back in, an invalidated one gets 4401).
+CLOSE_REAUTHENTICATE = 4001
 
 
 @database_sync_to_async
@@ -57,6 +61,7 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
     """
 
     seq = 0
+    groups_joined: tuple[str, ...] = ()
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -69,18 +74,29 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.group_name = job.group_name
-        await self.channel_layer.group_add(self.group_name, self.channel_name)
+        session = self.scope.get("session")
+        self.session_tag = session_tag(session.session_key if session is not None else None)
+        self.groups_joined = (self.group_name, session_group(user.pk))
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         snapshot = await _snapshot(job_id, resume_after(self.scope.get("query_string", b"")))
         self.seq = snapshot["seq"]
         await self.send_json(snapshot)
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group_name"):
-            await self.channel_layer.group_discard(self.group_name, self.channel_name)
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """The stream is one-way; anything the browser sends is ignored."""
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        """The person logged out of this socket's session, or all of theirs ended: close."""
+        if not event["session"]:
+            await self.close(code=CLOSE_REAUTHENTICATE)
+        elif event["session"] == self.session_tag:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def job_frame(self, event: dict[str, Any]) -> None:
         """Relay one frame as one message, whatever its size, without what was already sent."""

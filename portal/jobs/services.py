@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import socket
 from collections import Counter
@@ -24,18 +25,24 @@ from django.utils import timezone
 
 from agents.ddl import ActionDDL, AgentDDL, InputValidationError, UnknownAction, load_all
 from agents.filters import Filter, FilterSyntaxError, parse_fact_term
+from agents.filters.compound import MAX_COMPOUND_LENGTH
 from agents.protocol import Reply
+from portal.audit.refusals import record_refusal
 from portal.audit.services import record_event
 from portal.celery import app as celery_app
 from portal.inventory.models import Node
 from portal.inventory.pg_regex import UnsupportedFilter
 from portal.jobs.models import Job, NodeReply
 from portal.jobs.options import ExecutionOptions, OptionsError
-from portal.rbac.policy import Permit, authorize, reason_required
+from portal.rbac.policy import Permit, authorize, confirmation_rules
 
 logger = logging.getLogger(__name__)
 
 RUN_JOB_TASK = "jobs.run_job"
+# How deep lists and objects may nest in a job's inputs and options. No DDL input takes more
+# than a flat value; the bound keeps recursive code (JSON encoders, reprs, the audit's
+# canonical form) far from Python's recursion limit whatever a client sends.
+MAX_VALUE_DEPTH = 32
 
 
 class JobRequestError(Exception):
@@ -68,9 +75,12 @@ def build_filter(
     agents: Sequence[str] = (),
 ) -> Filter:
     """A filter from ``mco``-style parts; raises ``JobRequestError`` on the field at fault."""
-    if any("\x00" in part for part in (compound, *facts, *classes, *identities, *agents)):
+    parts_text = (compound, *facts, *classes, *identities, *agents)
+    if any("\x00" in part for part in parts_text):
         # PostgreSQL cannot store or compare text with NUL in it: refused here, not a 500.
         raise JobRequestError({"filter": "a filter cannot contain a NUL character"})
+    if any(_has_lone_surrogate(part) for part in parts_text):
+        raise JobRequestError({"filter": LONE_SURROGATE})
     try:
         fact_terms = [parse_fact_term(term) for term in facts]
     except FilterSyntaxError as exc:
@@ -110,6 +120,66 @@ def resolve_action(agent: str, action: str) -> ActionDDL:
         ) from None
 
 
+LONE_SURROGATE = (
+    "contains a lone surrogate (a \\ud800-\\udfff escape or undecodable bytes), which is not"
+    " text; send valid UTF-8"
+)
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    """True for text no UTF-8 store or JSON answer can hold (SQLite and the renderer raise)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _value_problem(value: Any) -> str | None:
+    """Why a request value cannot be stored and sent as JSON, or ``None`` when it can.
+
+    Walks lists and objects with an explicit stack, not recursion, so depth itself is safe.
+    """
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "cannot contain a NUL character"
+            if _has_lone_surrogate(item):
+                return LONE_SURROGATE
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "must be a finite number (JSON has no infinity or NaN)"
+        elif isinstance(item, Mapping | list | tuple):
+            if depth >= MAX_VALUE_DEPTH:
+                return f"is nested deeper than {MAX_VALUE_DEPTH} levels"
+            if isinstance(item, Mapping):
+                stack.extend((key, depth + 1) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+    return None
+
+
+def check_values(field: str, values: Mapping[str, Any]) -> None:
+    """Refuse values no store or node can take: NUL, lone surrogates, infinities, deep nesting.
+
+    Raises ``JobRequestError`` naming ``<field>.<name>`` (or ``<field>`` when the name itself
+    is at fault), before anything echoes the names or stores the values.
+    """
+    errors: dict[str, str] = {}
+    for name, value in values.items():
+        name_problem = _value_problem(name)
+        if name_problem is not None:
+            errors[field] = f"a name {name_problem}"
+            continue
+        problem = _value_problem(value)
+        if problem is not None:
+            errors[f"{field}.{name}"] = problem
+    if errors:
+        raise JobRequestError(errors)
+
+
 def validate_inputs(action_ddl: ActionDDL, inputs: dict[str, Any]) -> dict[str, Any]:
     """The inputs cleaned by the DDL (defaults applied, types coerced), or ``JobRequestError``."""
     try:
@@ -133,7 +203,12 @@ def check_job_request(
     options: Mapping[str, Any] | ExecutionOptions | None,
 ) -> tuple[dict[str, Any], ExecutionOptions]:
     """The cleaned inputs and options of a request, storing nothing; raises JobRequestError."""
-    cleaned = validate_inputs(resolve_action(agent, action), inputs)
+    action_ddl = resolve_action(agent, action)
+    if isinstance(inputs, Mapping):  # anything else is the DDL's "inputs must be an object"
+        check_values("inputs", inputs)
+    if isinstance(options, Mapping):
+        check_values("options", options)
+    cleaned = validate_inputs(action_ddl, inputs)
     if isinstance(options, ExecutionOptions):
         return cleaned, options
     try:
@@ -143,17 +218,63 @@ def check_job_request(
 
 
 def authorize_request(
-    user: AbstractBaseUser, agent: str, action: str, job_filter: Filter
+    user: AbstractBaseUser,
+    agent: str,
+    action: str,
+    job_filter: Filter,
+    *,
+    source: str = Job.Source.WEB,
+    filter_text: str | None = None,
+    request: HttpRequest | None = None,
 ) -> Permit:
     """The policy's permit for this request; ``JobForbidden`` saying why when it is refused.
 
-    Unknown agents and actions are reported as such first (a 400, not a 403).
+    Unknown agents and actions are reported as such first (a 400, not a 403). A refusal is
+    recorded (``job.refused``, committed on its own) before it is raised: call this outside
+    any transaction. ``source`` defaults to the web form, the one caller besides submit_job.
     """
     resolve_action(agent, action)
-    permit = authorize(user, agent, action, job_filter)
+    try:
+        permit = authorize(user, agent, action, job_filter)
+    except FilterSyntaxError as exc:
+        # The filter parsed on its own (the caller parsed it); ANDed with the grant's scope it
+        # no longer does, in practice because the sum passes the nodes' length limit.
+        raise JobRequestError(
+            {"filter": _scoped_filter_problem(user, agent, action, job_filter, exc)}
+        ) from exc
     if not permit.allowed:
-        raise JobForbidden({"action": permit.reason})
+        errors = {"action": permit.reason}
+        record_refusal(
+            user=user,
+            source=source,
+            agent=agent,
+            action=action,
+            job_filter=job_filter,
+            filter_text=filter_text,
+            reasons=errors,
+            request=request,
+        )
+        raise JobForbidden(errors)
     return permit
+
+
+def _scoped_filter_problem(
+    user: AbstractBaseUser, agent: str, action: str, job_filter: Filter, exc: FilterSyntaxError
+) -> str:
+    """What to tell an operator whose filter is refused once their scope is ANDed to it."""
+    try:
+        # The scope alone: the policy ANDs it as "(<filter>) and (<scope>)".
+        scope = authorize(user, agent, action, Filter()).scope_text
+    except FilterSyntaxError:
+        scope = ""
+    if scope:
+        length = len(f"({job_filter.describe()}) and ({scope})")
+        if length > MAX_COMPOUND_LENGTH:
+            return (
+                f"the filter with your scope is {length} characters, over"
+                f" {MAX_COMPOUND_LENGTH}; shorten the filter"
+            )
+    return f"the filter with your scope cannot be used ({exc}); simplify the filter"
 
 
 def current_permit(job: Job) -> Permit:
@@ -165,11 +286,16 @@ def current_permit(job: Job) -> Permit:
     return authorize(job.created_by, job.agent, job.action, Filter.from_dict(job.filter))
 
 
-def check_reason(user: AbstractBaseUser, reason: str) -> str:
-    """The reason or ticket, stripped; ``JobRequestError`` when a role requires one and none."""
+def check_reason(user: AbstractBaseUser, reason: str, changes_node: bool = False) -> str:
+    """The reason or ticket, stripped; ``JobRequestError`` when none is given and the policy
+    asks for one (the role does, or the action changes the nodes)."""
     reason = reason.strip()
-    if not reason and reason_required(user):
-        raise JobRequestError({"reason": "your role asks for a reason or ticket reference"})
+    if "\x00" in reason:
+        raise JobRequestError({"reason": "cannot contain a NUL character"})
+    if _has_lone_surrogate(reason):
+        raise JobRequestError({"reason": LONE_SURROGATE})
+    if missing := confirmation_rules(user, changes_node).reason_error(reason):
+        raise JobRequestError({"reason": missing})
     if len(reason) > 500:
         raise JobRequestError({"reason": "at most 500 characters"})
     return reason
@@ -216,9 +342,11 @@ def submit_job(
     whose grant asks for a second person waits for approval instead of being queued.
     ``dispatch=False`` leaves the job queued for the caller to run itself (the ``rpc`` command).
     """
-    permit = authorize_request(user, agent, action, filter)
+    permit = authorize_request(
+        user, agent, action, filter, source=source, filter_text=filter_text, request=request
+    )
     cleaned, options = check_job_request(agent, action, inputs, options)
-    reason = check_reason(user, reason)
+    reason = check_reason(user, reason, resolve_action(agent, action).changes_node)
     approval_count = None
     if any(grant.approval != "never" for grant in permit.grants):
         approval_count = estimate_targets(permit.effective_filter, options).count
@@ -316,17 +444,43 @@ def record_dropped(job: Job, count: int) -> None:
         job.refresh_from_db(fields=["dropped_count"])
 
 
-def cancel_job(job: Job, user: AbstractBaseUser) -> Job:
+def cancel_job(job: Job, user: AbstractBaseUser, request: HttpRequest | None = None) -> Job:
     """Ask a job to stop: a queued one is cancelled at once; a running one stops sending
-    batches and waiting at its next check (within a second), keeping its replies."""
+    batches and waiting at its next check (within a second), keeping its replies.
+
+    Recorded as ``job.cancel_requested`` (who, and the status it was asked in) with the change;
+    a cancel of a finished job changes nothing and records nothing."""
     with transaction.atomic():
+        asked_in = job.status
         if Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
             status=Job.Status.CANCELLED, cancel_requested=True
         ):
+            record_event(
+                "job.cancel_requested",
+                actor=user,
+                request=request,
+                agent=job.agent,
+                action=job.action,
+                job_id=job.pk,
+                outcome="cancelled",
+                summary=f"cancel of job {job.pk} before it started",
+                data={"status": "queued"},
+            )
             job.refresh_from_db()
             finish_job(job, Job.Status.CANCELLED, f"cancelled by {user} before it started")
         elif not job.is_finished:
             Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+            record_event(
+                "job.cancel_requested",
+                actor=user,
+                request=request,
+                agent=job.agent,
+                action=job.action,
+                job_id=job.pk,
+                outcome="requested",
+                summary=f"cancel of job {job.pk} requested",
+                data={"status": asked_in},
+            )
     logger.info("job %s: cancel requested by %s", job.pk, user)
     job.refresh_from_db()
     return job

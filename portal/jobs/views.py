@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
@@ -30,15 +29,15 @@ from portal.jobs.services import (
     failed_nodes,
     job_counts,
     parse_filter_text,
+    resolve_action,
     submit_job,
 )
 from portal.rbac.models import Approval
 from portal.rbac.policy import (
     Permit,
-    confirm_threshold,
+    confirmation_rules,
     may_approve,
     may_approve_jobs,
-    reason_required,
     runnable_actions,
 )
 
@@ -61,7 +60,10 @@ def job_new(request: HttpRequest) -> HttpResponse:
         data = JobFormData.from_post(request.POST)
         try:
             job_filter = parse_filter_text(data.filter_text)
-            permit = authorize_request(request.user, data.agent, data.action, job_filter)
+            permit = authorize_request(
+                request.user, data.agent, data.action, job_filter,
+                source=Job.Source.WEB, filter_text=data.filter_text, request=request,
+            )  # fmt: skip
             cleaned, options = check_job_request(data.agent, data.action, data.inputs, data.options)
             estimate = estimate_targets(permit.effective_filter, options)
         except JobRequestError as exc:
@@ -115,18 +117,20 @@ def confirm_step(
     """The confirmation page, unless the operator has just confirmed (``None`` then).
 
     Shows how many nodes, in which datacenters, and the effective filter when a grant's scope
-    narrows it, before anything is sent; above the operator's threshold (their roles' setting,
-    else ``SWITCHBOARD_CONFIRM_ABOVE``) they must type the count. A role may require a reason.
+    narrows it, before anything is sent. ``policy.confirmation_rules`` says when the count must
+    be typed and a reason given (stricter for an action whose DDL says it changes the node).
     """
-    threshold = confirm_threshold(request.user, settings.SWITCHBOARD_CONFIRM_ABOVE)
-    must_type = estimate.count > threshold
-    typed = request.POST.get("typed_count", "").strip()
+    changes_node = resolve_action(data.agent, data.action).changes_node
+    rules = confirmation_rules(request.user, changes_node)
     errors: dict[str, str] = {}
     if request.POST.get("confirmed"):
-        if must_type and typed != str(estimate.count):
-            errors["typed_count"] = f"type {estimate.count} to run on {estimate.count} nodes"
+        typed = request.POST.get("typed_count", "")
+        if count_error := rules.typed_count_error(estimate.count, typed):
+            errors["typed_count"] = count_error
+        if reason_error := rules.reason_error(data.reason):
+            errors["reason"] = reason_error
         try:
-            check_reason(request.user, data.reason)
+            check_reason(request.user, data.reason)  # its length, as submit_job checks it
         except JobRequestError as exc:
             errors.update(exc.errors)
         if not errors:
@@ -141,12 +145,13 @@ def confirm_step(
         "data": data,
         "inputs": inputs,
         "estimate": estimate,
-        "must_type": must_type,
+        "must_type": rules.must_type_count(estimate.count),
+        "changes_node": changes_node,
         "errors": errors,
         "resend": resend,
         "permit": permit,
         "needs_approval": permit.needs_approval(estimate.count),
-        "reason_required": reason_required(request.user),
+        "reason_required": rules.reason_required,
     }
     return render(request, "jobs/job_confirm.html", context, status=400 if errors else 200)
 
@@ -173,7 +178,7 @@ def prefill(request: HttpRequest) -> JobFormData:
 @require_http_methods(["POST"])
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.visible_to(request.user), pk=job_id)
-    cancel_job(job, request.user)
+    cancel_job(job, request.user, request=request)
     return redirect("jobs:detail", job_id=job.pk)
 
 
