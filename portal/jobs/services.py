@@ -27,6 +27,7 @@ from agents.ddl import ActionDDL, AgentDDL, InputValidationError, UnknownAction,
 from agents.filters import Filter, FilterSyntaxError, parse_fact_term
 from agents.filters.compound import MAX_COMPOUND_LENGTH
 from agents.protocol import Reply
+from portal.audit import kinds
 from portal.audit.refusals import record_refusal
 from portal.audit.services import record_event
 from portal.celery import app as celery_app
@@ -452,35 +453,30 @@ def cancel_job(job: Job, user: AbstractBaseUser, request: HttpRequest | None = N
     a cancel of a finished job changes nothing and records nothing."""
     with transaction.atomic():
         asked_in = job.status
-        if Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
-            status=Job.Status.CANCELLED, cancel_requested=True
-        ):
-            record_event(
-                "job.cancel_requested",
-                actor=user,
-                request=request,
-                agent=job.agent,
-                action=job.action,
-                job_id=job.pk,
-                outcome="cancelled",
-                summary=f"cancel of job {job.pk} before it started",
-                data={"status": "queued"},
+        before_start = bool(
+            Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+                status=Job.Status.CANCELLED, cancel_requested=True
             )
+        )
+        if not before_start and job.is_finished:
+            return job
+        if not before_start:
+            Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+        record_event(
+            kinds.JOB_CANCEL_REQUESTED,
+            actor=user,
+            request=request,
+            agent=job.agent,
+            action=job.action,
+            job_id=job.pk,
+            outcome="cancelled" if before_start else "requested",
+            summary=f"cancel of job {job.pk} "
+            + ("before it started" if before_start else "requested"),
+            data={"status": asked_in},
+        )
+        if before_start:
             job.refresh_from_db()
             finish_job(job, Job.Status.CANCELLED, f"cancelled by {user} before it started")
-        elif not job.is_finished:
-            Job.objects.filter(pk=job.pk).update(cancel_requested=True)
-            record_event(
-                "job.cancel_requested",
-                actor=user,
-                request=request,
-                agent=job.agent,
-                action=job.action,
-                job_id=job.pk,
-                outcome="requested",
-                summary=f"cancel of job {job.pk} requested",
-                data={"status": asked_in},
-            )
     logger.info("job %s: cancel requested by %s", job.pk, user)
     job.refresh_from_db()
     return job

@@ -120,6 +120,17 @@ def page(
 
 
 @pytest.fixture
+def admin_page(
+    browser: Browser, portal: PortalStack, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Page]:
+    """A page in a fresh context, logged in as the demo's admin through the form."""
+    request.node.stash[_TMP] = str(tmp_path)
+    for page in _page(browser, portal, request):
+        support.log_in(page, "admin")
+        yield page
+
+
+@pytest.fixture
 def anonymous_page(
     browser: Browser, portal: PortalStack, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Page]:

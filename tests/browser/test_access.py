@@ -4,28 +4,14 @@ a grant with the filter builder, and noc's next confirmation shows the narrower 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.browser import support
-from tests.browser.conftest import _TMP, _page
 from tests.integration.harness import PortalStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-def admin_page(
-    browser: Browser, portal: PortalStack, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Page]:
-    request.node.stash[_TMP] = str(tmp_path)
-    for page in _page(browser, portal, request):
-        support.log_in(page, "admin")
-        yield page
 
 
 def _acme_count(portal: PortalStack, extra: dict[str, Any] | None = None) -> int:

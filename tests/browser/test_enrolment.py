@@ -3,29 +3,17 @@ rejects another, and sees each decision said on the page; an operator finds no s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from agents.protocol.security import SigningKey
 from tests.browser import support
-from tests.browser.conftest import _TMP, _page
 from tests.integration.harness import PortalStack
 from tests.integration.wire import eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-def admin_page(
-    browser: Browser, portal: PortalStack, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Page]:
-    request.node.stash[_TMP] = str(tmp_path)
-    for page in _page(browser, portal, request):
-        support.log_in(page, "admin")
-        yield page
 
 
 def enrolment_state(portal: PortalStack, identity: str) -> str | None:
