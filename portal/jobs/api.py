@@ -25,6 +25,7 @@ from portal.jobs.services import (
     submit_job,
 )
 from portal.jobs.summaries import summarize
+from portal.rbac.policy import may_cancel
 
 # Longer integers than any field takes; Python itself stops reading at 4,300 digits.
 MAX_JSON_INT_DIGITS = 100
@@ -122,6 +123,11 @@ class JobCancelAPI(APIView):
     def post(self, request: Request, job_id: int) -> Response:
         """Ask the job to stop; 202 with its state (it may take a second to stop)."""
         job = get_object_or_404(Job.objects.visible_to(request.user), pk=job_id)
+        if not may_cancel(request.user, job):
+            return Response(
+                {"errors": {"job": "only the job's requester or an admin may cancel it"}},
+                status=status.HTTP_403_FORBIDDEN,
+            )
         cancelled = cancel_job(job, request.user, request=request._request)
         return Response(job_summary(cancelled), status=status.HTTP_202_ACCEPTED)
 

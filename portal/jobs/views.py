@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
@@ -38,6 +39,7 @@ from portal.rbac.policy import (
     confirmation_rules,
     may_approve,
     may_approve_jobs,
+    may_cancel,
     runnable_actions,
 )
 
@@ -178,6 +180,8 @@ def prefill(request: HttpRequest) -> JobFormData:
 @require_http_methods(["POST"])
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.visible_to(request.user), pk=job_id)
+    if not may_cancel(request.user, job):
+        raise PermissionDenied("only the job's requester or an admin may cancel it")
     cancel_job(job, request.user, request=request)
     return redirect("jobs:detail", job_id=job.pk)
 
@@ -193,6 +197,7 @@ def job_detail(
         "counts": job_counts(job),
         "approval": approval,
         "can_decide": approval is not None and may_approve(request.user, job),
+        "can_cancel": may_cancel(request.user, job),
         "decision_error": error,
     }
     return render(request, "jobs/job_detail.html", context, status=status)

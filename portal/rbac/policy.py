@@ -99,6 +99,12 @@ def is_admin(user: User) -> bool:
     return standing(user).admin
 
 
+def may_cancel(user: User, job: Job) -> bool:
+    """Who may stop a job: its requester or an admin. A manager reads every job but runs
+    nothing, so it may not stop one either."""
+    return job.created_by_id == user.pk or is_admin(user)
+
+
 def roles_of(user: User) -> list[str]:
     """The roles a request is sent with (signed, for the nodes' policy files).
 

@@ -123,7 +123,8 @@
     el("no-response").hidden = !noResp.length;
     text("no-response-list", noResp.join("  "));
     setNoResponse(noResp);
-    el("cancel-form").hidden = job.finished;
+    // A viewer who may not cancel (a manager, a colleague) never sees the button.
+    el("cancel-form").hidden = job.finished || el("cancel-form").hasAttribute("data-forbidden");
     el("rerun-failed").hidden = !(job.finished && job.counts.failed > 0);
     el("rerun-no-response").hidden = !(job.finished && noResp.length > 0);
     if (job.summaries) renderSummaries(job.summaries);

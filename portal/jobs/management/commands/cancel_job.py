@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from portal.accounts.services import operator_for_command
 from portal.jobs.models import Job
 from portal.jobs.services import cancel_job
+from portal.rbac.policy import may_cancel
 
 
 class Command(BaseCommand):
@@ -23,6 +24,10 @@ class Command(BaseCommand):
         job = Job.objects.visible_to(user).filter(pk=options["job_id"]).first()
         if job is None:
             raise CommandError(f"no job {options['job_id']} visible to {user}")
+        if not may_cancel(user, job):
+            raise CommandError(
+                f"{user} may not cancel job {job.pk}: only its requester or an admin"
+            )
         if job.is_finished:
             raise CommandError(f"job {job.pk} has already finished ({job.status})")
         job = cancel_job(job, user)
