@@ -234,9 +234,9 @@ class EnrolmentDecisionAPI(APIView):
                 {"error": "only admins decide which nodes are trusted"},
                 status=status.HTTP_403_FORBIDDEN,
             )
-        decide = ENROLMENT_DECISIONS.get(decision)
+        decide = services.ENROLMENT_DECISIONS.get(decision)
         if decide is None:
-            choices = ", ".join(ENROLMENT_DECISIONS)
+            choices = ", ".join(services.ENROLMENT_DECISIONS)
             return Response(
                 {"error": f"unknown decision {decision[:40]!r}; use one of {choices}"},
                 status=status.HTTP_404_NOT_FOUND,
@@ -248,12 +248,3 @@ class EnrolmentDecisionAPI(APIView):
         if enrolment is None:
             return Response({"identity": identity, "state": "forgotten"})
         return Response(enrolment_payload(enrolment))
-
-
-ENROLMENT_DECISIONS = {
-    "accept": services.accept_node,
-    "reject": services.reject_node,
-    "revoke": services.revoke_node,
-    "rekey": services.rekey_node,
-    "forget": services.forget_node,
-}

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -30,6 +31,7 @@ from portal.inventory.models import Enrolment, Node, RefusedRegistrations
 from portal.inventory.search import SEARCH_FIELDS
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Every column a newer registration replaces; first_seen is kept from the first insert.
 UPDATED_FIELDS = [
@@ -100,11 +102,17 @@ def record_registrations(registrations: Sequence[Registration]) -> int:
 
 
 def _newest_per_identity(registrations: Iterable[Registration]) -> dict[str, Registration]:
-    newest: dict[str, Registration] = {}
-    for reg in registrations:
+    return _newest(registrations, lambda reg: reg)
+
+
+def _newest(items: Iterable[T], registration_of: Callable[[T], Registration]) -> dict[str, T]:
+    """Each identity's item with the newest registration (the later one on a tie)."""
+    newest: dict[str, T] = {}
+    for item in items:
+        reg = registration_of(item)
         seen = newest.get(reg.identity)
-        if seen is None or reg.msgtime >= seen.msgtime:
-            newest[reg.identity] = reg
+        if seen is None or reg.msgtime >= registration_of(seen).msgtime:
+            newest[reg.identity] = item
     return newest
 
 
@@ -119,11 +127,7 @@ def admit_registrations(batch: Sequence[SealedRegistration]) -> Admission:
     registration is refreshed. Rejected and revoked identities are refused (``rejected``,
     ``revoked``). A registration stamped too far ahead is refused (``future``).
     """
-    newest: dict[str, SealedRegistration] = {}
-    for item in batch:
-        seen = newest.get(item.registration.identity)
-        if seen is None or item.registration.msgtime >= seen.registration.msgtime:
-            newest[item.registration.identity] = item
+    newest = _newest(batch, lambda item: item.registration)
     admission = Admission()
     if not newest:
         return admission
@@ -481,3 +485,14 @@ def trusted_keys(identities: Iterable[str]) -> dict[str, str]:
             identity__in=list(identities), state=Enrolment.State.ACCEPTED
         ).values_list("identity", "public_key")
     )
+
+
+# What an admin may decide about one identity, by the name the page, the API and
+# ``manage.py nodes`` use for it.
+ENROLMENT_DECISIONS = {
+    "accept": accept_node,
+    "reject": reject_node,
+    "revoke": revoke_node,
+    "rekey": rekey_node,
+    "forget": forget_node,
+}

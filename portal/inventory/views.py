@@ -18,7 +18,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from portal.inventory import services
-from portal.inventory.api import ENROLMENT_DECISIONS, BadFilter, node_facts, parse_filter
+from portal.inventory.api import BadFilter, node_facts, parse_filter
 from portal.inventory.enrolment import active_rules
 from portal.inventory.models import Enrolment, Node, RefusedRegistrations
 from portal.inventory.pg_regex import UnsupportedFilter
@@ -205,7 +205,7 @@ def enrolment_decide(request: HttpRequest, identity: str, decision: str) -> Http
     with a message saying what happened (or why not)."""
     if not may_administer(request.user):
         return HttpResponseForbidden("only admins decide which nodes are trusted")
-    decide = ENROLMENT_DECISIONS.get(decision)
+    decide = services.ENROLMENT_DECISIONS.get(decision)
     if decide is None:
         return HttpResponse("unknown decision", status=404, content_type="text/plain")
     done = DECISION_MESSAGES[decision]

@@ -16,20 +16,12 @@ from portal.inventory import services
 from portal.inventory.models import Enrolment
 from portal.rbac.policy import may_administer
 
-DECISIONS = {
-    "accept": services.accept_node,
-    "reject": services.reject_node,
-    "revoke": services.revoke_node,
-    "rekey": services.rekey_node,
-    "forget": services.forget_node,
-}
-
 
 class Command(BaseCommand):
     help = "List node enrolments, or accept, reject, revoke, re-key or forget nodes (audited)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("command", choices=["pending", "list", *DECISIONS])
+        parser.add_argument("command", choices=["pending", "list", *services.ENROLMENT_DECISIONS])
         parser.add_argument("identities", nargs="*", help="the nodes to decide on")
         parser.add_argument("--user", default="admin", help="the admin deciding (audited)")
         parser.add_argument("--state", choices=Enrolment.State.values, help="list: only these")
@@ -51,7 +43,7 @@ class Command(BaseCommand):
         failed = []
         for identity in options["identities"]:
             try:
-                enrolment = DECISIONS[command](identity, user)
+                enrolment = services.ENROLMENT_DECISIONS[command](identity, user)
             except services.EnrolmentError as exc:
                 self.stderr.write(f"{identity}: {exc}")
                 failed.append(identity)
