@@ -66,8 +66,12 @@ def issue_token(username: str) -> str:
 
 
 def operator_for_command(username: str) -> User:
-    """The operator a management command acts as; a ``CommandError`` naming them if unknown."""
+    """The operator a management command acts as; a ``CommandError`` naming them if unknown
+    or deactivated (a deactivated account acts nowhere, the command line included)."""
     try:
-        return User.objects.get(username=username)
+        user = User.objects.get(username=username)
     except User.DoesNotExist as exc:
         raise CommandError(f"no operator named {username!r}") from exc
+    if not user.is_active:
+        raise CommandError(f"operator {username!r} is deactivated")
+    return user

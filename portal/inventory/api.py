@@ -1,6 +1,10 @@
 """The inventory's JSON API: for the job form, what a filter would select (the live preview)
 and the fact names and values the filter builder offers while an operator types; for admins
-and their scripts, node enrolment (list, accept, reject, revoke, re-key, forget)."""
+and their scripts, node enrolment (list, accept, reject, revoke, re-key, forget).
+
+The preview, fact names, values and fact choices read only the nodes the caller may see
+(``portal.rbac.visibility``): nothing about a node outside their scopes is counted or offered.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +19,20 @@ from rest_framework.views import APIView
 from agents.filters import Filter, FilterSyntaxError
 from agents.filters.terms import MISSING, lookup_fact
 from portal.inventory import services
-from portal.inventory.autocomplete import BadValuesQuery, known_fact_names, seen_values
+from portal.inventory.autocomplete import (
+    BadValuesQuery,
+    ValueMatches,
+    check_values_query,
+    known_fact_names,
+    seen_values,
+)
 from portal.inventory.fact_values import fact_choices
 from portal.inventory.models import Enrolment, Node
 from portal.inventory.pg_regex import UnsupportedFilter
 from portal.inventory.preview import PREVIEW_LIMIT, filter_fact_names
+from portal.inventory.querysets import NodeQuerySet
 from portal.rbac.policy import may_administer
+from portal.rbac.visibility import inventory_scope, visible_nodes
 
 # The facts every preview row shows, after the ones the filter names.
 KEY_FACTS = ("datacenter", "customer", "role")
@@ -58,13 +70,16 @@ def node_facts(facts: dict[str, Any], names: list[str]) -> dict[str, Any]:
     return {name: value for name in names if (value := lookup_fact(facts, name)) is not MISSING}
 
 
-def preview_payload(filter: Filter, limit: int = PREVIEW_LIMIT) -> dict[str, Any]:
-    """``{"count", "nodes"}`` like ``preview.preview``, each node also showing KEY_FACTS.
+def preview_payload(
+    filter: Filter, nodes: NodeQuerySet, limit: int = PREVIEW_LIMIT
+) -> dict[str, Any]:
+    """``{"count", "nodes"}`` like ``preview.preview`` over ``nodes`` (the ones the caller may
+    see: ``visible_nodes``), each node also showing KEY_FACTS.
 
     Two queries: one COUNT, one SELECT ... LIMIT (none when nothing matches).
     Raises ``UnsupportedFilter`` when the database cannot evaluate the filter.
     """
-    matched = Node.objects.matching(filter)
+    matched = nodes.matching(filter)
     count = matched.count()
     names = list(dict.fromkeys([*filter_fact_names(filter), *KEY_FACTS]))
     rows = (
@@ -83,12 +98,17 @@ def preview_payload(filter: Filter, limit: int = PREVIEW_LIMIT) -> dict[str, Any
 
 
 class InventoryPreviewAPI(APIView):
-    """``GET ?filter=<text>``: 200 ``{"count", "nodes", "filter"}``; 400 ``{"error", "column"}``."""
+    """``GET ?filter=<text>``: 200 ``{"count", "nodes", "filter"}``; 400 ``{"error", "column"}``.
+
+    Counts and lists only the nodes the caller may see.
+    """
 
     def get(self, request: Request) -> Response:
         text = request.query_params.get("filter", "")
         try:
-            data = preview_payload(parse_filter(text))
+            data = preview_payload(
+                parse_filter(text), visible_nodes(request.user, Node.objects.all())
+            )
         except BadFilter as exc:
             return Response(
                 {"error": exc.message, "column": exc.column}, status=status.HTTP_400_BAD_REQUEST
@@ -105,10 +125,17 @@ def _limit(request: Request, default: int = 20) -> int:
 
 
 class FactNamesAPI(APIView):
-    """``GET [?q=prefix]``: 200 ``{"facts": [{"name", "nodes"}]}``, every known fact name."""
+    """``GET [?q=prefix]``: 200 ``{"facts": [{"name", "nodes"}]}``, every fact name of the
+    nodes the caller may see."""
 
     def get(self, request: Request) -> Response:
-        names = known_fact_names(request.query_params.get("q", ""))
+        scope = inventory_scope(request.user)
+        if scope.sees_nothing:
+            return Response({"facts": []})
+        try:
+            names = known_fact_names(request.query_params.get("q", ""), within=scope.filter)
+        except UnsupportedFilter as exc:  # a scope the database cannot evaluate as the nodes do
+            return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response({"facts": [{"name": n.name, "nodes": n.nodes} for n in names]})
 
 
@@ -116,16 +143,22 @@ class SeenValuesAPI(APIView):
     """``GET ?kind=fact&fact=<name>[&q=prefix][&limit=20]`` (or kind class, agent, identity).
 
     200 ``{"kind", "fact", "q", "values": [{"value", "nodes"}], "complete"}``, most common
-    first; ``complete`` says no other value starts with ``q``. 400 ``{"error"}``.
+    first; ``complete`` says no other value starts with ``q``. 400 ``{"error"}``. Only the
+    nodes the caller may see are counted.
     """
 
     def get(self, request: Request) -> Response:
         kind = request.query_params.get("kind", "fact")
         fact = request.query_params.get("fact", "")
         prefix = request.query_params.get("q", "")
+        scope = inventory_scope(request.user)
         try:
-            found = seen_values(kind, fact, prefix, _limit(request))
-        except BadValuesQuery as exc:
+            if scope.sees_nothing:
+                check_values_query(kind, fact)
+                found = ValueMatches([], complete=True)
+            else:
+                found = seen_values(kind, fact, prefix, _limit(request), within=scope.filter)
+        except (BadValuesQuery, UnsupportedFilter) as exc:
             return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(
             {
@@ -142,7 +175,8 @@ class FactChoicesAPI(APIView):
     """``GET ?fact=<name>&filter=<text>``: the fact's values on the nodes the filter targets.
 
     200 ``{"fact", "values": [{"value", "nodes"}], "nodes", "truncated"}``; 400 ``{"error"}``.
-    Choices for a DDL input that names a fact (``choices_from_fact``).
+    Choices for a DDL input that names a fact (``choices_from_fact``), from the nodes the
+    caller may see.
     """
 
     def get(self, request: Request) -> Response:
@@ -150,7 +184,10 @@ class FactChoicesAPI(APIView):
         if not FACT_NAME_RE.fullmatch(fact):
             return Response({"error": "fact: a fact name"}, status=status.HTTP_400_BAD_REQUEST)
         try:
-            choices = fact_choices(parse_filter(request.query_params.get("filter", "")), fact)
+            target = parse_filter(request.query_params.get("filter", ""))
+            choices = fact_choices(
+                target, fact, nodes=visible_nodes(request.user, Node.objects.all())
+            )
         except BadFilter as exc:
             return Response({"error": exc.message}, status=status.HTTP_400_BAD_REQUEST)
         except UnsupportedFilter as exc:

@@ -11,6 +11,7 @@ from django.db.models.fields.json import KeyTransform
 from agents.filters import Filter
 from portal.inventory.autocomplete import value_texts
 from portal.inventory.models import Node
+from portal.inventory.querysets import NodeQuerySet
 
 # Enough nodes to see every value a fleet uses for a fact like "services"; beyond this the
 # choices come from the first nodes by identity and say so.
@@ -26,10 +27,15 @@ class FactChoices:
     truncated: bool  # more nodes matched than were read
 
 
-def fact_choices(target: Filter, fact: str) -> FactChoices:
-    """The values ``fact`` has on the fresh nodes ``target`` matches (list facts flattened)."""
+def fact_choices(target: Filter, fact: str, nodes: NodeQuerySet | None = None) -> FactChoices:
+    """The values ``fact`` has on the fresh nodes ``target`` matches (list facts flattened).
+
+    Only ``nodes`` are read (the ones a user may see, ``portal.rbac.visibility``); None: every
+    node.
+    """
+    among: NodeQuerySet = Node.objects.all() if nodes is None else nodes
     rows = (
-        Node.objects.matching(target)
+        among.matching(target)
         .fresh()
         .order_by("identity")
         .annotate(value=KeyTransform(fact, "facts"))

@@ -13,7 +13,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -24,6 +24,7 @@ from portal.inventory.models import Enrolment, Node, RefusedRegistrations
 from portal.inventory.pg_regex import UnsupportedFilter
 from portal.jobs.models import Job, NodeReply
 from portal.rbac.policy import may_administer
+from portal.rbac.visibility import inventory_scope, visible_nodes
 
 PAGE_SIZE = 50
 JOBS_ON_NODE_PAGE = 50
@@ -73,13 +74,16 @@ def node_list(request: HttpRequest) -> HttpResponse:
     """``?q=<filter>&columns=a,b&after=<identity>|before=<identity>``, 50 nodes a page.
 
     Keyset paging on the unique ``identity``: one SELECT of PAGE_SIZE + 1 rows per page and
-    no COUNT, so page 2,000 of 100,000 nodes costs what page 1 does.
+    no COUNT, so page 2,000 of 100,000 nodes costs what page 1 does. Only the nodes the user
+    may see are listed (``portal.rbac.visibility``); when that is a scope, the page says so
+    and how many nodes inside it match (one COUNT, bounded by the scope).
     """
     text = request.GET.get("q", "")
     columns = parse_columns(request.GET.get("columns"))
     columns_param = ",".join(columns) if "columns" in request.GET else ""
     after = request.GET.get("after", "")[:255]
     before = request.GET.get("before", "")[:255]
+    scope = inventory_scope(request.user)
     context: dict[str, Any] = {
         "q": text,
         "columns": columns,
@@ -90,9 +94,14 @@ def node_list(request: HttpRequest) -> HttpResponse:
         "next_url": None,
         "prev_url": None,
         "first_url": None,
+        "scope": scope,
+        "scope_count": None,
     }
     try:
-        nodes = Node.objects.matching(parse_filter(text)).only("identity", "facts", "last_seen")
+        nodes = scope.restrict(Node.objects.matching(parse_filter(text)))
+        nodes = nodes.only("identity", "facts", "last_seen")
+        if scope.scoped:
+            context["scope_count"] = nodes.count()
         if before:
             page = list(nodes.filter(identity__lt=before).order_by("-identity")[: PAGE_SIZE + 1])
             has_more_before = len(page) > PAGE_SIZE
@@ -132,7 +141,18 @@ def node_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def node_detail(request: HttpRequest, identity: str) -> HttpResponse:
-    node = get_object_or_404(Node, identity=identity)
+    """One node's registration, facts and the user's recent jobs on it.
+
+    A node outside what the user may see answers 404, as one that does not exist does.
+    """
+    try:
+        node = visible_nodes(request.user, Node.objects.all()).filter(identity=identity).first()
+    except UnsupportedFilter as exc:  # a scope the database cannot evaluate as the nodes do
+        context = {"identity": identity, "error": str(exc)}
+        return render(request, "inventory/node_detail.html", context, status=400)
+    if node is None:
+        context = {"identity": identity, "missing": True}
+        return render(request, "inventory/node_detail.html", context, status=404)
     replies = (
         NodeReply.objects.filter(
             identity=node.identity, job__in=Job.objects.visible_to(request.user).values("pk")

@@ -94,7 +94,8 @@ class Grant(models.Model):
 
 
 class RoleSettings(models.Model):
-    """What a role's members must do on the form, and whether they may approve others' jobs."""
+    """What a role's members must do on the form, and what they may do beyond running actions:
+    approve others' jobs, cancel any job, see the whole inventory."""
 
     role = models.OneToOneField(Group, on_delete=models.CASCADE, related_name="settings")
     confirm_above = models.PositiveIntegerField(
@@ -107,6 +108,14 @@ class RoleSettings(models.Model):
     )
     may_approve = models.BooleanField(
         default=False, help_text="Members may approve jobs that need a second person."
+    )
+    may_cancel_any = models.BooleanField(
+        default=False,
+        help_text="Members may cancel or withdraw any job they see, not only their own.",
+    )
+    sees_all_nodes = models.BooleanField(
+        default=False,
+        help_text="Members see the whole inventory, not only the nodes in their scopes.",
     )
 
     def __str__(self) -> str:
@@ -121,12 +130,13 @@ class Approval(models.Model):
         APPROVED = "approved"
         REJECTED = "rejected"
         EXPIRED = "expired"
+        WITHDRAWN = "withdrawn"
 
     job = models.OneToOneField("jobs.Job", on_delete=models.CASCADE, related_name="approval")
     requested_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     reason = models.TextField(help_text="Why the job needs approval (which grant, how many nodes).")
-    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

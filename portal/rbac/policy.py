@@ -52,7 +52,7 @@ class Permit:
     @property
     def scope_text(self) -> str:
         """The scope the operator's filter was ANDed with, as one expression ("" for none)."""
-        return _scopes_expression(self.scopes)
+        return scopes_expression(self.scopes)
 
     def needs_approval(self, node_count: int) -> bool:
         return any(grant.needs_approval(node_count) for grant in self.grants)
@@ -74,11 +74,14 @@ def is_active(user: User) -> bool:
 
 @dataclass(frozen=True)
 class Standing:
-    """What a user's roles make them, read in one query: admin, manager, approver."""
+    """What a user's roles make them, read in one query: admin, manager, and the rights a
+    role's settings give (approve others' jobs, cancel any job, see every node)."""
 
     admin: bool = False
     manager: bool = False
     approver: bool = False
+    cancels_any: bool = False
+    sees_all_nodes: bool = False
 
     @property
     def reads_audit(self) -> bool:
@@ -86,23 +89,48 @@ class Standing:
 
 
 def standing(user: User) -> Standing:
-    """Admin (superuser or role ``admin``), manager, approver (``admin`` or a role's right)."""
+    """Admin (superuser or role ``admin``), manager, and each right an admin has or one of
+    the user's roles is given. Managers see every node, as they read every job."""
     if not is_active(user):
         return Standing()
-    rows = list(Group.objects.filter(user=user).values_list("name", "settings__may_approve"))
-    names = {name for name, _ in rows}
+    rows = list(
+        Group.objects.filter(user=user).values_list(
+            "name",
+            "settings__may_approve",
+            "settings__may_cancel_any",
+            "settings__sees_all_nodes",
+        )
+    )
+    names = {row[0] for row in rows}
     admin = user.is_superuser or ADMIN_ROLE in names
-    return Standing(admin, MANAGER_ROLE in names, admin or any(flag for _, flag in rows))
+    manager = MANAGER_ROLE in names
+    return Standing(
+        admin=admin,
+        manager=manager,
+        approver=admin or any(row[1] for row in rows),
+        cancels_any=admin or any(row[2] for row in rows),
+        sees_all_nodes=admin or manager or any(row[3] for row in rows),
+    )
 
 
 def is_admin(user: User) -> bool:
     return standing(user).admin
 
 
+# Why ``may_cancel`` said no, as every path tells it.
+CANCEL_REFUSED = (
+    "only the job's requester, an admin or a member of a role given the right to cancel any"
+    " job may stop it"
+)
+
+
 def may_cancel(user: User, job: Job) -> bool:
-    """Who may stop a job: its requester or an admin. A manager reads every job but runs
-    nothing, so it may not stop one either."""
-    return job.created_by_id == user.pk or is_admin(user)
+    """Who may stop a job, or withdraw one waiting for approval: its requester, an admin, or
+    a member of a role given "may cancel any job". A manager reads every job but runs
+    nothing, so it may not stop one unless a role gives it that right."""
+    if not is_active(user):
+        return False
+    return job.created_by_id == user.pk or standing(user).cancels_any
 
 
 def roles_of(user: User) -> list[str]:
@@ -132,27 +160,27 @@ def authorize(user: User, agent: str, action: str, target: Filter) -> Permit:
         return Permit(False, f"none of your roles may run {agent} {action}", target)
     scopes: tuple[str, ...] = ()
     if all(grant.scope.strip() for grant in grants):
-        scopes = tuple(dict.fromkeys(_canonical(grant.scope) for grant in grants))
+        scopes = tuple(dict.fromkeys(canonical_scope(grant.scope) for grant in grants))
     roles = ", ".join(sorted(grant.role.name for grant in grants))
     return Permit(True, f"granted to {roles}", apply_scopes(target, scopes), scopes, grants)
 
 
 def apply_scopes(target: Filter, scopes: Iterable[str]) -> Filter:
     """``target`` AND (the scopes ORed): what a scoped grant lets the operator reach."""
-    scope = _scopes_expression(tuple(scopes))
+    scope = scopes_expression(tuple(scopes))
     if not scope:
         return target
     typed = target.describe()  # canonical text of the parsed filter: balanced, no tricks left
     return Filter.parse(f"({typed}) and ({scope})" if typed else scope)
 
 
-def _scopes_expression(scopes: tuple[str, ...]) -> str:
+def scopes_expression(scopes: tuple[str, ...]) -> str:
     if len(scopes) == 1:
         return scopes[0]
     return " or ".join(f"({scope})" for scope in scopes)
 
 
-def _canonical(expression: str) -> str:
+def canonical_scope(expression: str) -> str:
     return parse_compound(expression).describe()
 
 

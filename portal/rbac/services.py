@@ -202,6 +202,8 @@ def role_settings_state(settings: RoleSettings) -> dict[str, Any]:
         "confirm_above": settings.confirm_above,
         "reason_required": settings.reason_required,
         "may_approve": settings.may_approve,
+        "may_cancel_any": settings.may_cancel_any,
+        "sees_all_nodes": settings.sees_all_nodes,
     }
 
 
@@ -211,6 +213,8 @@ def update_role_settings(
     confirm_above: int | None,
     reason_required: bool,
     may_approve: bool,
+    may_cancel_any: bool = False,
+    sees_all_nodes: bool = False,
     actor: AbstractBaseUser | None,
     request: HttpRequest | None = None,
 ) -> RoleSettings:
@@ -223,6 +227,8 @@ def update_role_settings(
         settings.confirm_above = confirm_above
         settings.reason_required = reason_required
         settings.may_approve = may_approve
+        settings.may_cancel_any = may_cancel_any
+        settings.sees_all_nodes = sees_all_nodes
         settings.save()
         _record("role.changed", actor, request, "", before, role_settings_state(settings))
     return settings

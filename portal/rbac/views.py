@@ -131,6 +131,8 @@ def role_settings(request: HttpRequest, role: str) -> HttpResponse:
             confirm_above=int(confirm_above) if confirm_above else None,
             reason_required=request.POST.get("reason_required") == "on",
             may_approve=request.POST.get("may_approve") == "on",
+            may_cancel_any=request.POST.get("may_cancel_any") == "on",
+            sees_all_nodes=request.POST.get("sees_all_nodes") == "on",
             actor=request.user,
             request=request,
         )

@@ -18,17 +18,22 @@ PREVIEW = "/api/inventory/preview/"
 
 
 def _preview_api(portal: PortalStack, text: str) -> Any:
+    """The preview as the operator (the demo's noc, who sees customer=acme only) asks it."""
     portal.login(support.OPERATOR)
     return portal.api("GET", PREVIEW, params={"filter": text})
 
 
 @pytest.fixture(scope="module")
 def registered(portal: PortalStack) -> int:
-    """Waits until every simulated node has registered; returns the node count."""
+    """Waits until every simulated node has registered; returns the node count.
+
+    Counted by the admin, who sees every node (the operator sees only their scope's).
+    """
+    portal.login("admin")
     deadline = time.monotonic() + 60
     count = -1
     while time.monotonic() < deadline:
-        response = _preview_api(portal, "")
+        response = portal.session.get(portal.base_url + PREVIEW, params={"filter": ""}, timeout=30)
         assert response.status_code == 200, response.text
         count = response.json()["count"]
         if count >= support.NODE_COUNT:
@@ -73,10 +78,15 @@ def test_inventory_list_search_and_node_page(
     page: Page, portal: PortalStack, registered: int
 ) -> None:
     expected = _preview_api(portal, "customer=acme").json()
+    visible = _preview_api(portal, "").json()["count"]  # the operator's scope: customer=acme
+    assert visible == expected["count"] < registered
     page.goto("/jobs/new/")
     page.get_by_role("link", name="Inventory").click()
     expect(page.get_by_role("heading", name="Inventory")).to_be_visible()
-    expect(page.locator("#node-table tbody tr")).to_have_count(min(registered, 50))
+    expect(page.locator("#node-table tbody tr")).to_have_count(min(visible, 50))
+    expect(page.locator("#inventory-scope")).to_have_text(
+        f"Showing the {visible} nodes inside your scope: customer==acme"
+    )
 
     page.locator("#filter").fill("customer=acme")
     page.locator("#columns").fill("customer,role,datacenter")
