@@ -111,7 +111,7 @@ def _where(text: str) -> str:
     from django.db import connection
 
     from portal.inventory.models import Node
-    from portal.jobs.services import parse_filter_text
+    from portal.jobs.validation import parse_filter_text
 
     qs = Node.objects.matching(parse_filter_text(text)).order_by().values("pk")
     sql, params = qs.query.sql_with_params()
@@ -189,7 +189,7 @@ def main() -> int:
 
         from portal.inventory.models import Node
         from portal.inventory.preview import preview
-        from portal.jobs.services import parse_filter_text
+        from portal.jobs.validation import parse_filter_text
 
         with connection.cursor() as cur:
             if args.jit_off:

@@ -44,7 +44,7 @@ def other_operator(db: None) -> User:
 @pytest.fixture
 def queued_tasks() -> Iterator[mock.MagicMock]:
     """Records what would be sent to Celery (the queue itself is covered by integration tests)."""
-    with mock.patch("portal.jobs.services.celery_app.send_task") as send_task:
+    with mock.patch("portal.jobs.lifecycle.celery_app.send_task") as send_task:
         yield send_task
 
 
@@ -68,3 +68,30 @@ def enrol_accepted(keys: dict[str, Any]) -> None:
         )
         for identity, key in keys.items()
     )
+
+
+FLEET = ("web1.example", "web2.example", "db1.example")
+
+
+@pytest.fixture
+def fleet(db: None) -> list[str]:
+    """Three fresh inventory nodes of customer ``acme`` (datacenters a, a, b; classes ``web``,
+    ``web``, ``db``), for tests that
+    submit jobs: a job whose plan reaches no node is refused, as it is in production."""
+    from django.utils import timezone
+
+    from portal.inventory.models import Node
+
+    now = timezone.now()
+    Node.objects.bulk_create(
+        Node(
+            identity=identity,
+            facts={"customer": "acme", "datacenter": "aab"[n]},
+            classes=["base", identity[: -len("1.example")]],
+            first_seen=now,
+            last_seen=now,
+            registered_at=now,
+        )
+        for n, identity in enumerate(FLEET)
+    )
+    return list(FLEET)

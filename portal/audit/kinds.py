@@ -8,6 +8,7 @@ JOB_SUBMITTED = "job.submitted"
 JOB_FINISHED = "job.finished"
 JOB_REFUSED = "job.refused"
 JOB_CANCEL_REQUESTED = "job.cancel_requested"
+JOB_WITHDRAWN = "job.withdrawn"
 ACCESS_DENIED = "access.denied"
 LOGIN = "login"
 LOGOUT = "logout"
@@ -36,6 +37,7 @@ KNOWN_KINDS: dict[str, str] = {
     JOB_FINISHED: "job finished",
     JOB_REFUSED: "job refused",
     JOB_CANCEL_REQUESTED: "job cancel requested",
+    JOB_WITHDRAWN: "job withdrawn before approval",
     APPROVAL_REQUESTED: "approval requested",
     APPROVAL_APPROVED: "approval approved",
     APPROVAL_REJECTED: "approval rejected",

@@ -14,18 +14,23 @@ from rest_framework.response import Response
 from rest_framework.utils import json
 from rest_framework.views import APIView
 
-from portal.jobs.models import Job
-from portal.jobs.services import (
-    JobForbidden,
-    JobRequestError,
-    cancel_job,
-    job_snapshot,
-    job_summary,
-    parse_filter_text,
-    submit_job,
+from agents.filters import FilterSyntaxError
+from portal.jobs.catalog import JobForbidden, JobRequestError
+from portal.jobs.forms import JobFormData
+from portal.jobs.listing import (
+    API_PAGE_SIZE,
+    JobListQuery,
+    ListFilterError,
+    keyset_page,
+    matching_jobs,
 )
+from portal.jobs.models import Job
+from portal.jobs.plans import plan_job, planned_nodes
+from portal.jobs.presenters import job_snapshot, job_summary
+from portal.jobs.services import cancel_job, submit_job
 from portal.jobs.summaries import summarize
-from portal.rbac.policy import may_cancel
+from portal.jobs.validation import parse_filter_text
+from portal.rbac.policy import CANCEL_REFUSED, may_cancel
 
 # Longer integers than any field takes; Python itself stops reading at 4,300 digits.
 MAX_JSON_INT_DIGITS = 100
@@ -85,8 +90,38 @@ class JobListAPI(APIView):
     parser_classes = [JobRequestParser, FormParser, MultiPartParser]
 
     def get(self, request: Request) -> Response:
-        jobs = Job.objects.visible_to(request.user)[:100]
-        return Response({"results": [job_summary(job) for job in jobs]})
+        """The jobs the caller may see, newest first, filtered as the jobs page is (``mine``,
+        ``role``, ``status``, ``agent``, ``action``, ``requester``, ``q``, ``since``,
+        ``until``), ``limit`` a page (100 unless asked, at most 200). ``next`` is the URL of
+        the older page (null on the last), ``previous`` of the newer one. A bad parameter is
+        a 400 ``{"errors": {parameter: message}}``."""
+        try:
+            query = JobListQuery.from_params(
+                request.query_params, request.user,
+                default_limit=API_PAGE_SIZE, limit_allowed=True,
+            )  # fmt: skip
+        except ListFilterError as exc:
+            return Response({"errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
+        jobs = matching_jobs(request.user, query).select_related(
+            "created_by", "cancelled_by", "approval__decided_by"
+        )
+        page = keyset_page(jobs, query)
+
+        def link(**cursor: int | None) -> str | None:
+            if all(value is None for value in cursor.values()):
+                return None
+            with_limit = query.limit != API_PAGE_SIZE
+            return request.build_absolute_uri(
+                request.path + query.query_string(with_limit=with_limit, **cursor)
+            )
+
+        return Response(
+            {
+                "results": [job_summary(job) for job in page.jobs],
+                "next": link(after=page.older),
+                "previous": link(before=page.newer),
+            }
+        )
 
     def post(self, request: Request) -> Response:
         try:
@@ -119,17 +154,52 @@ class JobListAPI(APIView):
         return Response(job_snapshot(job), status=status.HTTP_201_CREATED)
 
 
+class JobPlanAPI(APIView):
+    """``GET ?agent_action=&filter=&option:<name>=``: the plan the form would submit, for the
+    form's live count: the nodes after the scope, the collective and the limit, and what the
+    confirmation will ask. Inputs are not checked (the operator is still typing them), and
+    a refusal here is not recorded: nothing was asked to run."""
+
+    def get(self, request: Request) -> Response:
+        form = JobFormData.from_post(request.query_params)
+        try:
+            job_filter = parse_filter_text(form.filter_text)
+            plan = plan_job(
+                request.user, form.agent, form.action, job_filter,
+                filter_text=form.filter_text, inputs=None, options=form.options,
+                record_refusals=False,
+            )  # fmt: skip
+        except JobForbidden as exc:
+            return Response({"error": _first(exc.errors), "errors": exc.errors}, status=403)
+        except JobRequestError as exc:
+            body: dict[str, Any] = {"error": _first(exc.errors), "errors": exc.errors}
+            if isinstance(exc.__cause__, FilterSyntaxError) and exc.__cause__.column:
+                body["column"] = exc.__cause__.column
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        nodes = planned_nodes(plan)
+        return Response({**plan.describe(), "nodes": nodes})
+
+
+def _first(errors: dict[str, str]) -> str:
+    return "; ".join(f"{field}: {message}" for field, message in errors.items())
+
+
 class JobCancelAPI(APIView):
     def post(self, request: Request, job_id: int) -> Response:
-        """Ask the job to stop; 202 with its state (it may take a second to stop)."""
+        """Stop the job: 202 with its state while a running job stops (within a second),
+        200 once it ended (a queued job cancelled, a job withdrawn before approval), 409 for
+        a job that had already ended."""
         job = get_object_or_404(Job.objects.visible_to(request.user), pk=job_id)
         if not may_cancel(request.user, job):
+            return Response({"errors": {"job": CANCEL_REFUSED}}, status=status.HTTP_403_FORBIDDEN)
+        if job.is_finished:
             return Response(
-                {"errors": {"job": "only the job's requester or an admin may cancel it"}},
-                status=status.HTTP_403_FORBIDDEN,
+                {"errors": {"job": f"job {job.pk} has already ended ({job.status})"}},
+                status=status.HTTP_409_CONFLICT,
             )
-        cancelled = cancel_job(job, request.user, request=request._request)
-        return Response(job_summary(cancelled), status=status.HTTP_202_ACCEPTED)
+        stopped = cancel_job(job, request.user, request=request._request)
+        code = status.HTTP_200_OK if stopped.is_finished else status.HTTP_202_ACCEPTED
+        return Response(job_summary(stopped), status=code)
 
 
 class JobDetailAPI(APIView):

@@ -18,11 +18,14 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from portal.audit import kinds
 from portal.audit.services import record_event
+from portal.jobs import lifecycle
 from portal.jobs.models import Job
-from portal.jobs.services import current_permit, dispatch_job, finish_job
+from portal.jobs.plans import current_permit
+from portal.jobs.streaming import push_job_frame
 from portal.rbac.models import Approval
-from portal.rbac.policy import may_approve
+from portal.rbac.policy import CANCEL_REFUSED, may_approve, may_cancel
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +69,8 @@ def approve(
         if not permit.allowed:
             raise ApprovalError(f"the requester may no longer run this: {permit.reason}")
         _decide(approval, user, Approval.State.APPROVED, comment)
-        Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED)
-        job.refresh_from_db()
+        lifecycle.approved(job)
         _record(job, "approval.approved", user, comment, request)
-        dispatch_job(job)
     _push(job)
     return job
 
@@ -85,7 +86,44 @@ def reject(
         approval = _pending(job, user)
         _decide(approval, user, Approval.State.REJECTED, comment)
         _record(job, "approval.rejected", user, comment, request)
-        finish_job(job, Job.Status.REJECTED, f"rejected by {user.get_username()}: {comment}")
+        lifecycle.end_before_running(
+            job, Job.Status.REJECTED, f"rejected by {user.get_username()}: {comment}"
+        )
+    _push(job)
+    return job
+
+
+def withdraw(job: Job, user: AbstractBaseUser, request: HttpRequest | None = None) -> Job | None:
+    """Take back a job waiting for approval: it ends as withdrawn, never sends anything, and
+    leaves the approvers' queue. ``None`` when it no longer waits (decided or expired
+    meanwhile); ``ApprovalForbidden`` for anyone ``policy.may_cancel`` does not allow (the
+    requester, or a role's right to cancel any job). Recorded as ``job.withdrawn``."""
+    if not may_cancel(user, job):
+        raise ApprovalForbidden(CANCEL_REFUSED)
+    _expire_if_overdue(job)
+    with transaction.atomic():
+        approval = Approval.objects.select_for_update().filter(job=job).first()
+        if approval is None or approval.state != Approval.State.PENDING:
+            return None
+        approval.state = Approval.State.WITHDRAWN
+        approval.decided_by = user
+        approval.decided_at = timezone.now()
+        approval.save(update_fields=["state", "decided_by", "decided_at"])
+        Job.objects.filter(pk=job.pk).update(cancelled_by=user, cancelled_at=timezone.now())
+        record_event(
+            kinds.JOB_WITHDRAWN,
+            actor=user,
+            request=request,
+            agent=job.agent,
+            action=job.action,
+            job_id=job.pk,
+            outcome="withdrawn",
+            summary=f"job {job.pk} withdrawn by {user.get_username()} before approval",
+            data={"requester": job.created_by.get_username()},
+        )
+        lifecycle.end_before_running(
+            job, Job.Status.WITHDRAWN, f"withdrawn by {user.get_username()} before approval"
+        )
     _push(job)
     return job
 
@@ -144,7 +182,9 @@ def _expire(approval: Approval) -> None:
         outcome="expired",
         summary=f"job {job.pk}: approval expired at {approval.expires_at.isoformat()}",
     )
-    finish_job(job, Job.Status.EXPIRED, "no approver decided before the approval expired")
+    lifecycle.end_before_running(
+        job, Job.Status.EXPIRED, "no approver decided before the approval expired"
+    )
 
 
 def _decide(approval: Approval, user: AbstractBaseUser, state: str, comment: str) -> None:
@@ -173,6 +213,4 @@ def _record(
 
 
 def _push(job: Job) -> None:
-    from portal.jobs.streaming import push_job_frame
-
     transaction.on_commit(lambda: push_job_frame(job))

@@ -10,7 +10,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from portal.accounts.sessions import session_group, session_tag
 from portal.jobs.models import Job
-from portal.jobs.streaming import SNAPSHOT_TYPE, job_state
+from portal.jobs.presenters import job_state
+from portal.jobs.streaming import SNAPSHOT_TYPE
 
 # Application close codes (4000-4999): the browser shows why it was turned away.
 CLOSE_UNAUTHENTICATED = 4401  # also: this socket's session logged out (the page stops)

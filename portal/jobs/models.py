@@ -11,8 +11,8 @@ from portal.jobs.querysets import JobQuerySet
 class Job(models.Model):
     """One agent action sent to every node a filter matches.
 
-    Status moves queued -> running -> completed | failed | interrupted, only through
-    ``portal.jobs.services``. Counters are kept on the row so pages never count replies.
+    Its status moves only through ``portal.jobs.lifecycle``, which holds the states and the
+    transitions between them. Counters are kept on the row so pages never count replies.
     """
 
     class Status(models.TextChoices):
@@ -22,6 +22,8 @@ class Job(models.Model):
         FAILED = "failed"
         INTERRUPTED = "interrupted"
         CANCELLED = "cancelled"
+        # Its requester (or someone who may cancel it) took it back while it waited for approval.
+        WITHDRAWN = "withdrawn"
         # Four-eyes: waiting for a second person, then refused or never decided in time.
         PENDING_APPROVAL = "pending_approval"
         REJECTED = "rejected"
@@ -40,6 +42,9 @@ class Job(models.Model):
     action = models.CharField(max_length=64)
     inputs = models.JSONField(default=dict)
     filter_text = models.TextField(blank=True, help_text="The filter as the operator typed it.")
+    typed_filter = models.JSONField(
+        default=dict, help_text="The operator's filter, parsed, before any scope was ANDed."
+    )
     filter = models.JSONField(
         default=dict, help_text="The filter sent to the nodes: as typed, AND the grant's scope."
     )
@@ -54,6 +59,14 @@ class Job(models.Model):
     discovery_method = models.CharField(max_length=16, default="broadcast")
     options = models.JSONField(default=dict, help_text="ExecutionOptions: batches, limit, ttl.")
     cancel_requested = models.BooleanField(default=False)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="jobs_cancelled",
+    )
+    cancelled_at = models.DateTimeField(null=True, blank=True)
     # Who runs the job ("host:pid") and when it last showed life: a job whose runner died is
     # found by these and marked interrupted, keeping its replies.
     runner = models.CharField(max_length=128, blank=True)
@@ -71,7 +84,20 @@ class Job(models.Model):
     # Replies refused and not stored: a signature that does not match the node's registered
     # key, a second reply from the same node.
     dropped_count = models.PositiveIntegerField(default=0)
-    targeted = models.JSONField(default=list, help_text="Identities the request was sent to.")
+    targeted = models.JSONField(
+        default=list, help_text="Identities chosen to receive the request, in the order sent."
+    )
+    # Batches: how many there are, how many were published, and how many of ``targeted`` (a
+    # prefix, in order) were sent the request. ``not_sent`` is the rest once the job ended
+    # early (cancelled, refused mid-way, interrupted); ``no_response`` grows as each batch's
+    # wait ends, so a node still inside its wait is "waiting", never "no response".
+    batch_count = models.PositiveIntegerField(default=0)
+    batches_sent = models.PositiveIntegerField(default=0)
+    sent_count = models.PositiveIntegerField(default=0)
+    not_sent = models.JSONField(default=list)
+    waiting_until = models.DateTimeField(
+        null=True, blank=True, help_text="When the wait for the current batch's replies ends."
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -84,21 +110,22 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["status"]), models.Index(fields=["created_by", "-id"])]
+        # The jobs list reads newest first by id under each filter (``portal.jobs.listing``):
+        # a (column, -id) index lets it stop after one page instead of sorting every match.
+        indexes = [
+            models.Index(fields=["status", "-id"], name="jobs_job_status_id_idx"),
+            models.Index(fields=["agent", "-id"], name="jobs_job_agent_id_idx"),
+            models.Index(fields=["action", "-id"], name="jobs_job_action_id_idx"),
+            models.Index(fields=["created_by", "-id"]),
+            models.Index(fields=["created_at"], name="jobs_job_created_at_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"job {self.pk}: {self.agent}.{self.action}"
 
     @property
     def is_finished(self) -> bool:
-        return self.status in {
-            self.Status.COMPLETED,
-            self.Status.FAILED,
-            self.Status.INTERRUPTED,
-            self.Status.CANCELLED,
-            self.Status.REJECTED,
-            self.Status.EXPIRED,
-        }
+        return self.status not in UNFINISHED_STATES
 
     @property
     def no_response_count(self) -> int:
@@ -108,6 +135,11 @@ class Job(models.Model):
     def group_name(self) -> str:
         """The Channels group that carries this job's live frames."""
         return f"job.{self.pk}"
+
+
+# The states a job can still leave; every other state is final (``portal.jobs.lifecycle``
+# holds the transitions).
+UNFINISHED_STATES = frozenset({Job.Status.PENDING_APPROVAL, Job.Status.QUEUED, Job.Status.RUNNING})
 
 
 class NodeReply(models.Model):

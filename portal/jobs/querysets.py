@@ -14,4 +14,6 @@ class JobQuerySet(models.QuerySet):
         return visible_jobs(user, self)
 
     def unfinished(self) -> JobQuerySet:
+        """Jobs queued or running: the ones a runner owes an end (not those awaiting approval,
+        which end by a decision or by expiring)."""
         return self.filter(status__in=["queued", "running"])

@@ -24,21 +24,13 @@ from portal.broker.gateway import (
 )
 from portal.inventory.models import Node
 from portal.inventory.services import trusted_keys
+from portal.jobs import lifecycle
+from portal.jobs.lifecycle import beat, cancel_requested, finish
 from portal.jobs.models import Job, NodeReply
 from portal.jobs.options import ExecutionOptions
-from portal.jobs.services import (
-    beat,
-    cancel_requested,
-    current_permit,
-    finish_job,
-    record_discovery,
-    record_dropped,
-    record_replies,
-    record_request,
-    start_job,
-)
+from portal.jobs.plans import current_permit
 from portal.jobs.streaming import push_job_frame
-from portal.rbac.policy import Permit, roles_of
+from portal.rbac.policy import apply_scopes, roles_of
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +47,7 @@ def run_job(job_id: int, on_progress: ProgressCallback | None = None) -> Job | N
     A broker that cannot be reached, or goes away mid-job, fails the job with the reason
     (keeping the replies already stored) instead of hanging.
     """
-    job = start_job(job_id)
+    job = lifecycle.start(job_id)
     if job is None:
         logger.warning("job %s was already claimed; not sending it again", job_id)
         return None
@@ -70,20 +62,23 @@ def run_job(job_id: int, on_progress: ProgressCallback | None = None) -> Job | N
     # submitted applies to it.
     permit = current_permit(job)
     if not permit.allowed:
-        finish_job(job, Job.Status.FAILED, f"refused when it was about to run: {permit.reason}")
+        finish(job, Job.Status.FAILED, f"refused when it was about to run: {permit.reason}")
         progress(())
         return job
     if permit.scopes and permit.scope_text != job.scope:
-        narrow_to_scope(job, permit)
+        # The grant's scope changed while the job waited: what it was sent to AND the new
+        # scope, so a job only ever narrows after it was confirmed (or approved).
+        narrower = apply_scopes(Filter.from_dict(job.filter), permit.scopes)
+        lifecycle.narrow_to_scope(job, narrower.to_dict(), permit.scope_text)
     try:
         broker_settings = replace(BrokerSettings.from_django(), collective=job.collective)
         with BrokerGateway(broker_settings) as gateway:
             _discover_and_collect(job, gateway, progress)
     except BrokerUnavailable as exc:
-        finish_job(job, Job.Status.FAILED, f"message broker unavailable: {exc}")
+        finish(job, Job.Status.FAILED, f"message broker unavailable: {exc}")
     except Exception as exc:
         logger.exception("job %s crashed", job.pk)
-        finish_job(job, Job.Status.FAILED, f"internal error: {exc}")
+        finish(job, Job.Status.FAILED, f"internal error: {exc}")
         raise
     finally:
         progress(())
@@ -112,23 +107,25 @@ def _discover_and_collect(
             )
         )
     targets = options.choose(discovered)
-    record_discovery(job, discovered, targets)
+    batches = options.batches(targets)
+    lifecycle.record_discovery(job, discovered, targets, len(batches))
     if not targets:
-        finish_job(job, Job.Status.COMPLETED, "no node matched the filter")
+        finish(job, Job.Status.COMPLETED, "no node matched the filter")
         return
     progress(())
 
     collector = _Collector(job, progress, registered_keys(targets), set(targets))
-    batches = options.batches(targets)
     # Every discovered node is targeted and in one batch: the job's own filter reaches them.
     # Otherwise each request names its nodes, since the filter alone would reach them all.
     name_nodes = len(batches) > 1 or len(targets) < len(discovered)
     for number, batch in enumerate(batches):
         if number and not _pause(job, options.batch_sleep):
             break
+        if cancel_requested(job):
+            break
         if number and not current_permit(job).allowed:
             collector.flush()
-            finish_job(job, Job.Status.FAILED, "stopped: the grant was revoked while it ran")
+            finish(job, Job.Status.FAILED, "stopped: the grant was revoked while it ran")
             return
         request = gateway.new_request(
             agent=job.agent,
@@ -139,22 +136,20 @@ def _discover_and_collect(
             ttl=options.ttl,
             roles=caller.roles,
         )
-        record_request(job, request.requestid)
         gateway.publish(request)
-        if not collector.collect(gateway, request, set(batch)):
-            break  # cancelled
+        lifecycle.record_batch_sent(job, request.requestid, len(batch), job.timeout)
+        progress(())
+        finished_wait = collector.collect(gateway, request, set(batch))
+        collector.flush()
+        if not finished_wait:
+            break  # cancelled while waiting: its silent nodes are settled by finish
+        lifecycle.settle_batch(job, set(batch) - collector.seen)
+        progress(())
     collector.flush()
-    if collector.cancelled:
-        finish_job(job, Job.Status.CANCELLED, "cancelled while running")
+    if cancel_requested(job):
+        lifecycle.cancelled_while_running(job)
     else:
-        finish_job(job, Job.Status.COMPLETED)
-
-
-def narrow_to_scope(job: Job, permit: Permit) -> None:
-    """The grant's scope changed while the job waited: send it to the narrower target."""
-    job.filter = permit.effective_filter.to_dict()
-    job.scope = " and ".join(f"({s})" for s in (job.scope, permit.scope_text) if s)
-    job.save(update_fields=["filter", "scope"])
+        finish(job, Job.Status.COMPLETED)
 
 
 @dataclass(frozen=True)
@@ -327,10 +322,10 @@ class _Collector:
         if now >= self.next_beat:
             beat(self.job)
             self.next_beat = now + HEARTBEAT_INTERVAL
-        record_dropped(self.job, self.dropped)
+        lifecycle.record_dropped(self.job, self.dropped)
         self.dropped = 0
         if self.pending:
-            rows = record_replies(self.job, self.pending, self.verified)
+            rows = lifecycle.record_replies(self.job, self.pending, self.verified)
             self.pending = []
             self.progress(rows)
         self.next_flush = time.monotonic() + settings.SWITCHBOARD_FLUSH_INTERVAL

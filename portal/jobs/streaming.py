@@ -20,21 +20,12 @@ from channels.layers import get_channel_layer
 
 from agents.protocol import BrokerUnavailable
 from portal.jobs.models import Job, NodeReply
-from portal.jobs.services import job_summary
-from portal.jobs.summaries import summarize
+from portal.jobs.presenters import job_state
 
 logger = logging.getLogger(__name__)
 
 FRAME_TYPE = "job.frame"
 SNAPSHOT_TYPE = "job.snapshot"
-
-
-def job_state(job: Job) -> dict[str, Any]:
-    """The job without its replies; once finished, with its DDL summaries too."""
-    state = job_summary(job)
-    if job.is_finished:
-        state["summaries"] = summarize(job)
-    return state
 
 
 def job_frame(job: Job, replies: Sequence[NodeReply]) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from django.db.models import Count
 from django.db.models.fields.json import KeyTransform, compile_json_path
 
 from agents.ddl import ActionDDL, AggregateDDL, UnknownAction
+from portal.jobs.catalog import available_agents
 from portal.jobs.models import Job, NodeReply
-from portal.jobs.services import available_agents
 
 ValueCounts = list[tuple[Any, int]]
 

@@ -12,7 +12,7 @@ from django.conf import settings
 from portal.broker.health import check_brokers
 from portal.jobs import runner
 from portal.jobs.approvals import expire_overdue
-from portal.jobs.services import RUN_JOB_TASK, interrupt_orphaned_jobs
+from portal.jobs.lifecycle import RUN_JOB_TASK, interrupt_orphaned_jobs
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ urlpatterns = [
 
 api_urlpatterns = [
     path("jobs/", api.JobListAPI.as_view(), name="api-jobs"),
+    path("jobs/plan/", api.JobPlanAPI.as_view(), name="api-job-plan"),
     path("jobs/<int:job_id>/", api.JobDetailAPI.as_view(), name="api-job"),
     path("jobs/<int:job_id>/cancel/", api.JobCancelAPI.as_view(), name="api-job-cancel"),
 ]

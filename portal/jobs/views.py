@@ -5,38 +5,37 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from agents.ddl import AgentDDL
 from portal.jobs import approvals
+from portal.jobs.catalog import JobForbidden, JobRequestError, available_agents
 from portal.jobs.forms import JobFormData
+from portal.jobs.listing import (
+    PAGE_COLUMNS,
+    STATUSES,
+    JobListQuery,
+    ListFilterError,
+    action_choices,
+    form_values,
+    keyset_page,
+    matching_jobs,
+    role_choices,
+)
 from portal.jobs.models import Job
 from portal.jobs.options import DISCOVERY_METHODS, collectives
-from portal.jobs.services import (
-    JobForbidden,
-    JobRequestError,
-    TargetEstimate,
-    authorize_request,
-    available_agents,
-    cancel_job,
-    check_job_request,
-    check_reason,
-    estimate_targets,
-    failed_nodes,
-    job_counts,
-    parse_filter_text,
-    resolve_action,
-    submit_job,
-)
+from portal.jobs.plans import JobPlan, plan_job
+from portal.jobs.presenters import job_counts
+from portal.jobs.services import cancel_job, failed_nodes, submit_job
+from portal.jobs.validation import check_reason, parse_filter_text
 from portal.rbac.models import Approval
 from portal.rbac.policy import (
-    Permit,
-    confirmation_rules,
+    CANCEL_REFUSED,
     may_approve,
     may_approve_jobs,
     may_cancel,
@@ -46,33 +45,57 @@ from portal.rbac.policy import (
 
 @login_required
 def job_list(request: HttpRequest) -> HttpResponse:
-    jobs = Job.objects.visible_to(request.user).select_related("created_by")
-    page = Paginator(jobs, 50).get_page(request.GET.get("page"))
-    return render(request, "jobs/job_list.html", {"page": page})
+    """The jobs the person may see, newest first, filtered and paged by keyset
+    (``portal.jobs.listing``: one query per page, no count); bad filters are a 400 that
+    says which and why."""
+    context: dict[str, Any] = {
+        "form": form_values(request.GET),
+        "statuses": STATUSES,
+        "roles": role_choices(request.user),
+        "agents": sorted(available_agents()),
+        "actions": action_choices(),
+        "errors": {},
+    }
+    try:
+        query = JobListQuery.from_params(request.GET, request.user)
+    except ListFilterError as exc:
+        context["errors"] = exc.errors
+        return render(request, "jobs/job_list.html", context, status=400)
+    jobs = matching_jobs(request.user, query).select_related("created_by").only(*PAGE_COLUMNS)
+    page = keyset_page(jobs, query)
+    cursor = query.after is not None or query.before is not None
+    context.update(
+        query=query,
+        jobs=page.jobs,
+        newer_url=query.query_string(before=page.newer) if page.newer is not None else None,
+        older_url=query.query_string(after=page.older) if page.older is not None else None,
+        newest_url=query.query_string() if cursor else None,
+    )
+    return render(request, "jobs/job_list.html", context)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def job_new(request: HttpRequest) -> HttpResponse:
-    """GET shows the form; POST submits through ``submit_job`` or shows each field's error."""
+    """GET shows the form; POST plans the job once, shows the confirmation for that plan, and
+    submits that same plan once confirmed (or shows each field's error)."""
     data = prefill(request)
     errors: dict[str, str] = {}
     status = 200
     if request.method == "POST":
         data = JobFormData.from_post(request.POST)
         try:
-            job_filter = parse_filter_text(data.filter_text)
-            permit = authorize_request(
-                request.user, data.agent, data.action, job_filter,
-                source=Job.Source.WEB, filter_text=data.filter_text, request=request,
+            plan = plan_job(
+                request.user, data.agent, data.action, parse_filter_text(data.filter_text),
+                filter_text=data.filter_text, inputs=data.inputs, options=data.options,
+                source=Job.Source.WEB, request=request,
             )  # fmt: skip
-            cleaned, options = check_job_request(data.agent, data.action, data.inputs, data.options)
-            estimate = estimate_targets(permit.effective_filter, options)
+            plan.require_targets(request)
         except JobRequestError as exc:
             errors = exc.errors
             status = 403 if isinstance(exc, JobForbidden) else 400
         else:
-            confirmation = confirm_step(request, data, cleaned, estimate, permit)
+            confirmation = confirm_step(request, data, plan)
             if confirmation is not None:
                 return confirmation
             job = submit_job(
@@ -80,12 +103,12 @@ def job_new(request: HttpRequest) -> HttpResponse:
                 agent=data.agent,
                 action=data.action,
                 inputs=data.inputs,
-                filter=job_filter,
+                filter=plan.typed_filter,
                 filter_text=data.filter_text,
                 source=Job.Source.WEB,
-                options=options,
                 reason=data.reason,
                 request=request,
+                plan=plan,
             )
             return redirect("jobs:detail", job_id=job.pk)
     context = {
@@ -109,27 +132,28 @@ def runnable_agents(user: Any) -> dict[str, AgentDDL]:
     }
 
 
-def confirm_step(
-    request: HttpRequest,
-    data: JobFormData,
-    inputs: dict[str, Any],
-    estimate: TargetEstimate,
-    permit: Permit,
-) -> HttpResponse | None:
-    """The confirmation page, unless the operator has just confirmed (``None`` then).
+def confirm_step(request: HttpRequest, data: JobFormData, plan: JobPlan) -> HttpResponse | None:
+    """The confirmation page for ``plan``, unless the operator has just confirmed it (``None``).
 
     Shows how many nodes, in which datacenters, and the effective filter when a grant's scope
-    narrows it, before anything is sent. ``policy.confirmation_rules`` says when the count must
-    be typed and a reason given (stricter for an action whose DDL says it changes the node).
+    narrows it, before anything is sent. ``plan.rules`` says when the count must be typed and
+    a reason given (stricter for an action whose DDL says it changes the node). The page
+    carries the count it showed: if the plan counts otherwise when the operator confirms (a
+    node registered, a grant changed), the page is shown again with the new count.
     """
-    changes_node = resolve_action(data.agent, data.action).changes_node
-    rules = confirmation_rules(request.user, changes_node)
     errors: dict[str, str] = {}
+    count = plan.estimate.count
     if request.POST.get("confirmed"):
+        shown = request.POST.get("planned_count", "")
+        if shown != str(count):
+            errors["planned_count"] = (
+                f"the target changed since you confirmed: {count} nodes now, {shown or '?'}"
+                " then; check and confirm again"
+            )
         typed = request.POST.get("typed_count", "")
-        if count_error := rules.typed_count_error(estimate.count, typed):
+        if not errors and (count_error := plan.rules.typed_count_error(count, typed)):
             errors["typed_count"] = count_error
-        if reason_error := rules.reason_error(data.reason):
+        if reason_error := plan.rules.reason_error(data.reason):
             errors["reason"] = reason_error
         try:
             check_reason(request.user, data.reason)  # its length, as submit_job checks it
@@ -140,20 +164,21 @@ def confirm_step(
     resend = [
         (key, value)
         for key, values in request.POST.lists()
-        if key not in {"csrfmiddlewaretoken", "confirmed", "typed_count", "reason"}
+        if key not in {"csrfmiddlewaretoken", "confirmed", "typed_count", "reason", "planned_count"}
         for value in values
     ]
     context = {
         "data": data,
-        "inputs": inputs,
-        "estimate": estimate,
-        "must_type": rules.must_type_count(estimate.count),
-        "changes_node": changes_node,
+        "plan": plan,
+        "inputs": plan.inputs,
+        "estimate": plan.estimate,
+        "must_type": plan.must_type_count,
+        "changes_node": plan.action_ddl.changes_node,
         "errors": errors,
         "resend": resend,
-        "permit": permit,
-        "needs_approval": permit.needs_approval(estimate.count),
-        "reason_required": rules.reason_required,
+        "permit": plan.permit,
+        "needs_approval": plan.needs_approval,
+        "reason_required": plan.rules.reason_required,
     }
     return render(request, "jobs/job_confirm.html", context, status=400 if errors else 200)
 
@@ -177,13 +202,26 @@ def prefill(request: HttpRequest) -> JobFormData:
 
 
 @login_required
-@require_http_methods(["POST"])
+@require_http_methods(["GET", "POST"])
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    """GET (or a POST without ``confirmed``) asks to confirm, saying what stopping does to
+    this job now; a confirmed POST cancels it, or withdraws it while it waits for approval."""
     job = get_object_or_404(Job.objects.visible_to(request.user), pk=job_id)
     if not may_cancel(request.user, job):
-        raise PermissionDenied("only the job's requester or an admin may cancel it")
-    cancel_job(job, request.user, request=request)
-    return redirect("jobs:detail", job_id=job.pk)
+        raise PermissionDenied(CANCEL_REFUSED)
+    if job.is_finished:
+        return job_detail(request, job_id, error=f"job {job.pk} has already ended", status=409)
+    if request.method == "POST" and request.POST.get("confirmed"):
+        stopped = cancel_job(job, request.user, request=request)
+        if stopped.status == Job.Status.WITHDRAWN:
+            messages.success(request, f"Job {job.pk} withdrawn: it will not be sent.")
+        elif stopped.is_finished:
+            messages.success(request, f"Job {job.pk} cancelled before it started.")
+        else:
+            messages.info(request, f"Job {job.pk} is stopping: no further batch is sent.")
+        return redirect("jobs:detail", job_id=job.pk)
+    context = {"job": job, "counts": job_counts(job)}
+    return render(request, "jobs/job_cancel.html", context)
 
 
 @login_required

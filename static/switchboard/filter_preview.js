@@ -2,12 +2,18 @@
 // Attaches to #filter and draws into #filter-preview (its data-url is the preview API). Each
 // answer is also announced as a "filter-preview" event on #filter (the builder marks the row
 // a syntax error points at); the builder asks for a preview through schedule().
+//
+// On the job form (#filter-preview has data-plan), it asks the job-plan API instead, with the
+// chosen action and options: the count is then what the job would be sent to (the operator's
+// scope, the collective and the limit applied), the number the confirmation page shows.
 (function () {
   "use strict";
   const input = document.getElementById("filter");
   const box = document.getElementById("filter-preview");
   if (!input || !box) return;
   const url = box.dataset.url || "/api/inventory/preview/";
+  const planMode = box.hasAttribute("data-plan");
+  const form = input.form;
   // Typing pauses shorter than this send one request; with the answer the preview follows a
   // change within about 200 ms.
   const DEBOUNCE_MS = 120;
@@ -43,6 +49,7 @@
       if (!data.filter.trim()) head.appendChild(document.createTextNode(" (no filter: every node)"));
     }
     const parts = [head];
+    if (planMode) parts.push(...planNotes(data));
     if (data.nodes.length) {
       const list = el("ul", {class: "preview-nodes"});
       data.nodes.slice(0, SHOWN).forEach((node) => {
@@ -57,6 +64,40 @@
       if (data.count > SHOWN) parts.push(el("p", {class: "muted", text: "and " + (data.count - SHOWN) + " more"}));
     }
     box.replaceChildren(...parts);
+  }
+
+  // What the plan applied to the filter, one note each, so the count is never a surprise.
+  function planNotes(data) {
+    const notes = [];
+    if (data.scope) {
+      const typed = data.typed === null || data.typed === undefined ? null : data.typed;
+      notes.push("inside your scope " + data.scope +
+        (typed !== null && typed !== data.matched ? " (your filter alone matches " + typed + ")" : ""));
+    }
+    if (data.collective && form && form.elements["option:collective"] && form.elements["option:collective"].value)
+      notes.push("collective " + data.collective + " only");
+    if (data.limit) notes.push("limit " + data.limit + ": " + data.count + " of " + data.matched + " chosen at random");
+    if (data.stale) notes.push(data.stale + " stale node" + (data.stale === 1 ? "" : "s") + " left out");
+    if (data.needs_approval) notes.push("needs a second person's approval");
+    const parts = [];
+    if (notes.length) {
+      const list = el("ul", {class: "plan-notes", id: "filter-preview-plan"});
+      notes.forEach((text) => list.appendChild(el("li", {text: text})));
+      parts.push(list);
+    }
+    if (data.problem) parts.push(el("p", {class: "error", id: "filter-preview-problem", role: "alert", text: data.problem}));
+    return parts;
+  }
+
+  function planParams(text) {
+    const params = new URLSearchParams({filter: text});
+    if (!form) return params;
+    const action = form.elements["agent_action"];
+    if (action) params.set("agent_action", action.value);
+    for (const field of form.elements) {
+      if (field.name && field.name.startsWith("option:") && field.value.trim() !== "") params.set(field.name, field.value);
+    }
+    return params;
   }
 
   function showError(text, data) {
@@ -80,20 +121,22 @@
 
   async function run() {
     const text = input.value;
-    if (text === lastText) return;
-    lastText = text;
+    const params = planMode ? planParams(text) : new URLSearchParams({filter: text});
+    const key = params.toString();
+    if (key === lastText) return;
+    lastText = key;
     if (controller) controller.abort();
     controller = new AbortController();
     const mine = controller;
     box.setAttribute("aria-busy", "true");
     try {
-      const response = await fetch(url + "?" + new URLSearchParams({filter: text}), {
+      const response = await fetch(url + "?" + params, {
         signal: mine.signal, credentials: "same-origin", headers: {Accept: "application/json"},
       });
       const data = await response.json().catch(() => null);
       if (mine !== controller) return;
       if (response.status === 200 && data) showCount(data);
-      else if (response.status === 400 && data && data.error) showError(text, data);
+      else if ((response.status === 400 || response.status === 403) && data && data.error) showError(text, data);
       else { lastText = null; showFailure("Preview unavailable (HTTP " + response.status + ")."); }
     } catch (err) {
       if (err.name === "AbortError") return;
@@ -110,6 +153,16 @@
   }
 
   input.addEventListener("input", () => schedule());
+  if (planMode && form) {
+    // The action and the options change the plan as much as the filter does.
+    form.addEventListener("change", (event) => {
+      const name = event.target.name || "";
+      if (name === "agent_action" || name.startsWith("option:")) schedule(0);
+    });
+    form.addEventListener("input", (event) => {
+      if ((event.target.name || "").startsWith("option:")) schedule();
+    });
+  }
   // Enter in the preview would submit the form: keep that; Escape hides the preview.
   input.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && !box.hidden) { box.hidden = true; event.preventDefault(); }

@@ -31,6 +31,7 @@
   let counts = { ok: 0, failed: 0 };
   let seq = 0;
   let finished = false;
+  let jobStatus = "";
   let outcome = "all";
   let query = "";
   let view = [];                  // the rows the filter and search let through, in order
@@ -111,25 +112,85 @@
     const expected = job.counts.expected;
     progress.max = Math.max(expected, 1);
     progress.value = job.finished ? progress.max : Math.min(job.counts.replied, progress.max);
-    text("progress-text", expected
-      ? job.counts.replied + " of " + expected + " replied (" +
-        Math.floor(100 * job.counts.replied / expected) + "%)"
-      : (job.finished ? "" : "discovering…"));
+    text("progress-text", progressText(job));
+    renderCountdown(job);
     const error = el("job-error");
     error.hidden = !job.error;
     error.textContent = job.error || "";
     finished = job.finished;
-    const noResp = job.finished ? job.no_response || [] : [];
+    jobStatus = job.status;
+    // Nodes whose batch's wait ended without a reply: known while the job runs, batch by batch.
+    const noResp = job.no_response || [];
     el("no-response").hidden = !noResp.length;
     text("no-response-list", noResp.join("  "));
     setNoResponse(noResp);
+    const notSent = job.finished ? job.not_sent || [] : [];
+    el("not-sent").hidden = !notSent.length;
+    text("not-sent-list", notSent.join("  "));
+    text("label-not_sent", job.finished ? "not sent" : "not sent yet");
     // A viewer who may not cancel (a manager, a colleague) never sees the button.
     el("cancel-form").hidden = job.finished || el("cancel-form").hasAttribute("data-forbidden");
+    text("cancel-button", job.status === "pending_approval" ? "Withdraw job" : "Cancel job");
     el("rerun-failed").hidden = !(job.finished && job.counts.failed > 0);
     el("rerun-no-response").hidden = !(job.finished && noResp.length > 0);
+    if (job.approval) renderApproval(job.approval);
     if (job.summaries) renderSummaries(job.summaries);
   }
 
+  function progressText(job) {
+    const c = job.counts;
+    if (job.status === "pending_approval") return "waiting for approval: nothing is sent before";
+    if (job.status === "queued") return "queued: a worker starts it shortly";
+    if (!c.expected) return job.finished ? "" : "discovering…";
+    let line = c.replied + " of " + c.expected + " replied (" + Math.floor(100 * c.replied / c.expected) + "%)";
+    const p = job.progress || {};
+    if (p.batches > 1) line += ", batch " + p.batches_sent + " of " + p.batches;
+    return line;
+  }
+  // The wait for the current batch's replies, counting down. The server's clock is the
+  // reference: each message carries its "now", so a skewed browser clock does not matter.
+  let deadline = null;       // ms on this browser's clock
+  let countdownTimer = null;
+  function renderCountdown(job) {
+    const p = job.progress || {};
+    deadline = null;
+    if (!job.finished && p.waiting_until && job.counts.waiting > 0) {
+      const skew = Date.now() - Date.parse(p.now);
+      deadline = Date.parse(p.waiting_until) + skew;
+    }
+    tick();
+    if (deadline !== null && countdownTimer === null) countdownTimer = setInterval(tick, 250);
+  }
+  function tick() {
+    const box = el("countdown");
+    if (deadline === null) {
+      box.hidden = true;
+      if (countdownTimer !== null) { clearInterval(countdownTimer); countdownTimer = null; }
+      return;
+    }
+    const left = Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
+    box.hidden = false;
+    box.textContent = left > 0
+      ? "waiting for " + el("count-waiting").textContent + " more: up to " + left + " s"
+      : "wait over: counting the silent nodes as no response…";
+  }
+  function renderApproval(approval) {
+    const card = el("approval");
+    if (!card) return;
+    const state = el("approval-state");
+    state.textContent = approval.state;
+    state.className = "status status-" + approval.state;
+    const decision = el("approval-decision");
+    if (approval.decided_by) {
+      const verb = approval.state.charAt(0).toUpperCase() + approval.state.slice(1);
+      const when = approval.decided_at ? " at " + approval.decided_at.replace("T", " ").slice(0, 19) : "";
+      decision.textContent = verb + " by " + approval.decided_by + when +
+        (approval.comment ? ": \u201c" + approval.comment + "\u201d" : "");
+      decision.hidden = false;
+    }
+    const form = el("decide-form");
+    if (form && approval.state !== "pending") form.hidden = true;
+  }
   // --- the table ---------------------------------------------------------------------------
   function requestDraw() {
     if (frameRequested) return;
@@ -279,13 +340,13 @@
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const resume = seq > 0 ? "?after=" + seq : "";
     const socket = new WebSocket(scheme + location.host + "/ws/jobs/" + jobId + "/" + resume);
-    socket.onopen = () => { streamState.textContent = "live"; };
+    socket.onopen = () => { streamState.textContent = liveText(); };
     socket.onmessage = (event) => {
       // The back-off starts over only once the server has answered (its snapshot): a server
       // that accepts the socket and then drops it is not hammered every half second.
       retryDelay = 500;
       apply(JSON.parse(event.data));
-      if (finished) streamState.textContent = "finished";
+      streamState.textContent = finished ? "finished" : liveText();
     };
     socket.onclose = (event) => {
       if (event.code === 4401 || event.code === 4403) {
@@ -299,6 +360,10 @@
     };
   }
 
+  function liveText() {
+    return jobStatus === "pending_approval"
+      ? "live: this page shows the decision when an approver makes it" : "live";
+  }
   // For tests and measurements: feed messages and draw now instead of at the next frame.
   window.switchboardJobPage = {
     apply: apply,

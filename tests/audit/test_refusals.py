@@ -25,9 +25,11 @@ from agents.protocol import Registration
 from portal.audit import kinds
 from portal.audit.models import AuditEvent, RefusalWindow
 from portal.inventory.services import record_registrations
+from portal.jobs.catalog import JobForbidden
 from portal.jobs.forms import input_field_name
 from portal.jobs.models import Job
-from portal.jobs.services import JobForbidden, authorize_request, cancel_job, submit_job
+from portal.jobs.plans import plan_job
+from portal.jobs.services import cancel_job, submit_job
 from portal.rbac.services import GrantSpec, set_grant, sync_catalog
 
 # -- who is who -----------------------------------------------------------------------------------
@@ -192,11 +194,11 @@ def test_a_refused_job_is_one_event_on_every_path(
 def test_the_refusal_is_committed_on_its_own_never_lost_with_a_callers_rollback() -> None:
     manager = make_user("manager")
     with pytest.raises(JobForbidden):
-        authorize_request(manager, "rpcutil", "ping", Filter(), source=Job.Source.API)
+        plan_job(manager, "rpcutil", "ping", Filter(), source=Job.Source.API)
     assert len(events(kinds.JOB_REFUSED)) == 1  # committed: no test transaction around it
     # Inside a caller's transaction the refusal would roll back with it: refused loudly.
     with pytest.raises(RuntimeError, match="durable"), transaction.atomic():
-        authorize_request(manager, "rpcutil", "ping", Filter(), source=Job.Source.API)
+        plan_job(manager, "rpcutil", "ping", Filter(), source=Job.Source.API)
 
 
 @pytest.mark.django_db
@@ -219,7 +221,7 @@ def test_the_requesters_text_is_bounded(queued_tasks) -> None:
     # The CLI joins its -F/-C/-I/-S words into the text it records: longer than a compound.
     long_filter = " ".join(f"identity:node-{n:05d}" for n in range(400))  # 7,999 chars
     with pytest.raises(JobForbidden):
-        authorize_request(manager, "rpcutil", "ping", Filter(), filter_text=long_filter)
+        plan_job(manager, "rpcutil", "ping", Filter(), filter_text=long_filter)
     (event,) = events(kinds.JOB_REFUSED)
     assert len(event.data["filter"]) == 4096 and event.data["filter_truncated"] is True
     assert len(event.summary) <= 2000
@@ -394,7 +396,7 @@ def submitted_job(user: User, status: str) -> Job:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("status", [Job.Status.QUEUED, Job.Status.RUNNING])
-def test_a_cancel_records_who_asked(status: str, queued_tasks) -> None:
+def test_a_cancel_records_who_asked(fleet: list[str], status: str, queued_tasks) -> None:
     job = submitted_job(make_user("admin"), status)
     canceller = User.objects.create_superuser("root2", password="pw-root2-123")
     cancel_job(job, canceller)
@@ -411,7 +413,9 @@ def test_a_cancel_records_who_asked(status: str, queued_tasks) -> None:
 
 
 @pytest.mark.django_db
-def test_cancelling_a_finished_job_changes_nothing_and_records_nothing(queued_tasks) -> None:
+def test_cancelling_a_finished_job_changes_nothing_and_records_nothing(
+    fleet: list[str], queued_tasks
+) -> None:
     job = submitted_job(make_user("admin"), Job.Status.COMPLETED)
     cancel_job(job, job.created_by)
     assert events(kinds.JOB_CANCEL_REQUESTED) == []

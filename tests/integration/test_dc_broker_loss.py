@@ -149,6 +149,8 @@ def test_a_running_job_rides_out_the_loss_of_a_datacenter_broker(fleet: Fleet) -
         "ok": 2 * PER_GROUP,
         "failed": 0,
         "no_response": PER_GROUP,
+        "waiting": 0,
+        "not_sent": 0,
     }
 
     # a's nodes registered again after the kill: through dc_b, the only broker left to them.

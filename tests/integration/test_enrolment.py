@@ -117,8 +117,10 @@ def test_new_nodes_wait_for_an_admin_then_answer(manual_portal: PortalStack) -> 
     # Pending nodes are not counted, previewed, discovered or sent requests.
     assert portal.stored_nodes() == {}
     assert portal.api("GET", "/api/inventory/preview/?filter=").json()["count"] == 0
-    nothing = run(portal)
-    assert (nothing["status"], nothing["replies"]) == ("completed", [])
+    # A job would reach no node: refused with the reason, nothing stored or sent.
+    refused = portal.api("POST", "/api/jobs/", json={"agent": "rpcutil", "action": "ping"})
+    assert refused.status_code == 400
+    assert "no node matches" in refused.json()["errors"]["filter"]
 
     by_api, by_command, by_page, rejected = waiting[:3], waiting[3], waiting[4], waiting[5]
     for identity in by_api:

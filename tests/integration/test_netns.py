@@ -222,6 +222,8 @@ def test_a_job_to_every_node_gets_every_reply(system: System, discovery: str) ->
         "ok": len(everyone),
         "failed": 0,
         "no_response": 0,
+        "waiting": 0,
+        "not_sent": 0,
     }
     assert {reply["identity"] for reply in job["replies"]} == everyone
     assert portal.stored_replies(job_id) == everyone

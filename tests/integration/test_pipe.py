@@ -122,6 +122,8 @@ def test_every_node_reply_reaches_database_and_websocket(
         "ok": NODE_COUNT,
         "failed": 0,
         "no_response": 0,
+        "waiting": 0,
+        "not_sent": 0,
     }
     assert final["no_response"] == []
 
@@ -315,5 +317,7 @@ def test_a_worker_killed_mid_job_leaves_it_interrupted_with_its_replies(
     assert "process ended" in job["error"]
     assert job["counts"]["replied"] == 10
     assert len(job["replies"]) == 10
-    assert len(job["no_response"]) == NODE_COUNT - 10
+    # The first batch was sent and answered; the others never went: not sent, not silent.
+    assert job["no_response"] == []
+    assert len(job["not_sent"]) == NODE_COUNT - 10 == job["counts"]["not_sent"]
     assert portal.stored_replies(job_id) == {reply["identity"] for reply in job["replies"]}

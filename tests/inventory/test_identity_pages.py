@@ -22,7 +22,8 @@ from agents.protocol.security import SigningKey
 from portal.audit.services import record_event
 from portal.inventory.models import Node
 from portal.jobs.models import NodeReply
-from portal.jobs.services import parse_filter_text, submit_job
+from portal.jobs.services import submit_job
+from portal.jobs.validation import parse_filter_text
 from tests.conftest import enrol_accepted
 
 FIRST = string.ascii_letters + string.digits + "_"

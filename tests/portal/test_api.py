@@ -18,7 +18,7 @@ def api(operator) -> APIClient:
     return client
 
 
-def test_submit_returns_201_with_the_job_id(api, queued_tasks) -> None:
+def test_submit_returns_201_with_the_job_id(fleet: list[str], api, queued_tasks) -> None:
     response = api.post(
         "/api/jobs/",
         {"agent": "rpcutil", "action": "ping", "filter": "customer=acme and /web/"},
@@ -66,17 +66,27 @@ def test_wrong_token_is_refused() -> None:
     assert client.get("/api/jobs/").status_code == 401
 
 
-def test_job_detail_shows_status_counts_and_replies(api, queued_tasks) -> None:
+def test_job_detail_shows_status_counts_and_replies(fleet: list[str], api, queued_tasks) -> None:
     job_id = api.post("/api/jobs/", {"agent": "rpcutil", "action": "ping"}, format="json").json()[
         "id"
     ]
     body = api.get(f"/api/jobs/{job_id}/").json()
     assert body["id"] == job_id
-    assert body["counts"] == {"expected": 0, "replied": 0, "ok": 0, "failed": 0, "no_response": 0}
+    assert body["counts"] == {
+        "expected": 0,
+        "replied": 0,
+        "ok": 0,
+        "failed": 0,
+        "waiting": 0,
+        "no_response": 0,
+        "not_sent": 0,
+    }
     assert body["replies"] == []
 
 
-def test_operators_do_not_see_each_others_jobs(api, other_operator, queued_tasks) -> None:
+def test_operators_do_not_see_each_others_jobs(
+    fleet: list[str], api, other_operator, queued_tasks
+) -> None:
     job_id = api.post("/api/jobs/", {"agent": "rpcutil", "action": "ping"}, format="json").json()[
         "id"
     ]

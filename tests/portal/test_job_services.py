@@ -12,21 +12,21 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from agents.protocol import Reply
-from portal.jobs.models import Job
-from portal.jobs.services import (
+from portal.jobs.catalog import JobRequestError
+from portal.jobs.lifecycle import (
     RUN_JOB_TASK,
-    JobRequestError,
-    build_filter,
-    finish_job,
+    finish,
     interrupt_orphaned_jobs,
     interrupt_unfinished_jobs,
-    job_counts,
-    parse_filter_text,
+    record_batch_sent,
     record_discovery,
     record_replies,
-    start_job,
-    submit_job,
+    start,
 )
+from portal.jobs.models import Job
+from portal.jobs.presenters import job_counts
+from portal.jobs.services import submit_job
+from portal.jobs.validation import build_filter, parse_filter_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,7 +57,9 @@ def reply(identity: str, statuscode: int = 0) -> Reply:
     )
 
 
-def test_submit_stores_the_job_and_queues_it_after_commit(operator, queued_tasks) -> None:
+def test_submit_stores_the_job_and_queues_it_after_commit(
+    fleet: list[str], operator, queued_tasks
+) -> None:
     job = submit(operator, filter=parse_filter_text("customer=acme"), filter_text="customer=acme")
     assert job.status == Job.Status.QUEUED
     assert job.filter["compound"] == "customer=acme"
@@ -115,20 +117,23 @@ def test_bad_fact_term_is_refused() -> None:
     assert caught.value.errors["filter"].startswith("fact filter:")
 
 
-def test_a_job_is_claimed_once(operator, queued_tasks) -> None:
+def test_a_job_is_claimed_once(fleet: list[str], operator, queued_tasks) -> None:
     job = submit(operator)
-    assert start_job(job.pk) is not None
-    assert start_job(job.pk) is None  # a re-delivered task must not publish again
+    assert start(job.pk) is not None
+    assert start(job.pk) is None  # a re-delivered task must not publish again
 
 
-def test_replies_are_counted_once_and_no_response_listed(operator, queued_tasks) -> None:
+def test_replies_are_counted_once_and_no_response_listed(
+    fleet: list[str], operator, queued_tasks
+) -> None:
     job = submit(operator)
-    job = start_job(job.pk)
+    job = start(job.pk)
     record_discovery(job, ["n1", "n2", "n3"], ["n1", "n2", "n3"])
+    record_batch_sent(job, "request-1", 3, wait=60)
     record_replies(job, [reply("n1"), reply("n2", statuscode=5)])
     record_replies(job, [reply("n1")])  # a repeat that reached the database is ignored
     assert job.replies.count() == 2
-    finish_job(job, Job.Status.COMPLETED)
+    finish(job, Job.Status.COMPLETED)
     job.refresh_from_db()
     assert job.no_response == ["n3"]
     assert job.first_reply_at is not None and job.last_reply_at >= job.first_reply_at
@@ -139,9 +144,12 @@ def test_replies_are_counted_once_and_no_response_listed(operator, queued_tasks)
     assert counts["no_response"] == 1
 
 
-def test_unfinished_jobs_are_interrupted_keeping_their_replies(operator, queued_tasks) -> None:
-    job = start_job(submit(operator).pk)
+def test_unfinished_jobs_are_interrupted_keeping_their_replies(
+    fleet: list[str], operator, queued_tasks
+) -> None:
+    job = start(submit(operator).pk)
     record_discovery(job, ["n1", "n2"], ["n1", "n2"])
+    record_batch_sent(job, "request-1", 2, wait=60)
     record_replies(job, [reply("n1")])
     assert interrupt_unfinished_jobs("worker restarted") == 1
     job.refresh_from_db()
@@ -151,13 +159,14 @@ def test_unfinished_jobs_are_interrupted_keeping_their_replies(operator, queued_
     assert list(job.replies.values_list("identity", flat=True)) == ["n1"]
 
 
-def test_jobs_whose_runner_died_are_interrupted(operator, queued_tasks) -> None:
+def test_jobs_whose_runner_died_are_interrupted(fleet: list[str], operator, queued_tasks) -> None:
     here = socket.gethostname()
-    dead_here = start_job(submit(operator).pk)
-    alive_here = start_job(submit(operator).pk)
-    silent_elsewhere = start_job(submit(operator).pk)
-    fresh_elsewhere = start_job(submit(operator).pk)
+    dead_here = start(submit(operator).pk)
+    alive_here = start(submit(operator).pk)
+    silent_elsewhere = start(submit(operator).pk)
+    fresh_elsewhere = start(submit(operator).pk)
     record_discovery(dead_here, ["n1", "n2"], ["n1", "n2"])
+    record_batch_sent(dead_here, "request-1", 2, wait=60)
     record_replies(dead_here, [reply("n1")])
     Job.objects.filter(pk=dead_here.pk).update(runner=f"{here}:{2**22 + 12345}")
     Job.objects.filter(pk=alive_here.pk).update(runner=f"{here}:{os.getpid()}")

@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.management import CommandError, call_command
 from django.http import Http404
 from django.test import Client
+from django.utils import timezone
 from django.views import defaults
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,6 +28,7 @@ from rest_framework.test import APIClient
 
 from agents.filters.compound import MAX_COMPOUND_LENGTH
 from portal.accounts.services import issue_token
+from portal.inventory.models import Node
 from portal.jobs.models import Job
 from portal.jobs.options import ExecutionOptions, OptionsError
 from tests.conftest import grant_every_agent
@@ -112,6 +114,14 @@ def test_long_filter_with_scope_is_a_command_error(scoped_operator) -> None:
 
 def test_long_filter_is_fine_for_an_unscoped_operator(operator, queued_tasks) -> None:
     """The limit is the nodes' own: only the scope's addition is refused, not the length."""
+    now = timezone.now()
+    Node.objects.create(
+        identity="long.example",
+        facts={"customer": LONG_FILTER.partition("=")[2]},
+        first_seen=now,
+        last_seen=now,
+        registered_at=now,
+    )
     response = _api(operator).post(
         "/api/jobs/", {"agent": "rpcutil", "action": "ping", "filter": LONG_FILTER}, format="json"
     )
@@ -289,7 +299,9 @@ def test_an_infinite_input_is_a_400(operator, queued_tasks) -> None:
     assert "finite" in response.json()["errors"]["inputs.fact"]
 
 
-def test_a_lone_surrogate_from_the_command_line_is_a_command_error(operator) -> None:
+def test_a_lone_surrogate_from_the_command_line_is_a_command_error(
+    fleet: list[str], operator
+) -> None:
     """Undecodable bytes in argv arrive as lone surrogates (surrogateescape)."""
     with pytest.raises(CommandError, match=r"reason: .*lone surrogate"):
         call_command("rpc", "rpcutil", "ping", "--reason", "x\udcff", "--user", operator.username)

@@ -19,9 +19,9 @@ from django.test import override_settings
 
 from agents.protocol import Reply
 from portal.jobs.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, resume_after
+from portal.jobs.lifecycle import finish, record_discovery, record_replies
 from portal.jobs.models import Job, NodeReply
 from portal.jobs.routing import websocket_urlpatterns
-from portal.jobs.services import finish_job, record_discovery, record_replies
 from portal.jobs.streaming import job_frame, push_job_frame
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -118,7 +118,7 @@ def test_resuming_after_a_reconnect_sends_exactly_the_missed_replies(operator: U
         # While the browser is away (or the ASGI server restarts): more replies, the end.
         await sync_to_async(_store_and_push)(job, everyone[8:11])
         await sync_to_async(_store_and_push)(job, everyone[11:])
-        await sync_to_async(finish_job)(job, Job.Status.COMPLETED)
+        await sync_to_async(finish)(job, Job.Status.COMPLETED)
 
         second = await _connect(operator, job, after=seq)
         resumed = await second.receive_json_from(TIMEOUT)
@@ -199,7 +199,7 @@ def test_a_finished_job_carries_its_summaries(operator: User) -> None:
     job = _job(operator, _names(0, 3))
     _store(job, _names(0, 2))
     _store(job, _names(2, 1), statuscode=1)
-    finish_job(job, Job.Status.COMPLETED)
+    finish(job, Job.Status.COMPLETED)
 
     async def scenario() -> None:
         socket = await _connect(operator, job)

@@ -22,7 +22,10 @@ from portal.inventory.models import Node
 from portal.jobs import runner
 from portal.jobs.models import Job
 from portal.jobs.options import ExecutionOptions, OptionsError
-from portal.jobs.services import estimate_targets, parse_filter_text, submit_job
+from portal.jobs.plans import estimate_targets
+from portal.jobs.services import submit_job
+from portal.jobs.validation import parse_filter_text
+from portal.rbac.policy import Permit
 from tests.conftest import enrol_accepted
 
 
@@ -70,7 +73,9 @@ def test_discovery_and_the_count_keep_to_the_sub_collective(two_datacenters: Non
     assert runner.discover_from_inventory(everything, "dc_a") == ["a1", "a2"]
     # The filter still applies inside the collective.
     assert runner.discover_from_inventory(parse_filter_text("datacenter=b"), "dc_a") == []
-    estimate = estimate_targets(everything, ExecutionOptions.parse({"collective": "dc_b"}))
+    estimate = estimate_targets(
+        Permit(True, "admin", everything), ExecutionOptions.parse({"collective": "dc_b"})
+    )
     assert (estimate.count, estimate.datacenters) == (1, {"b": 1})
 
 

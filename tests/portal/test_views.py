@@ -65,7 +65,12 @@ def test_the_form_asks_for_confirmation_with_the_count_by_datacenter(browser, qu
 def test_above_the_threshold_the_count_must_be_typed(browser, queued_tasks, settings) -> None:
     settings.SWITCHBOARD_CONFIRM_ABOVE = 3
     register(5, customer="acme")
-    post = {"agent_action": "rpcutil.ping", "filter": "customer=acme", "confirmed": "1"}
+    post = {
+        "agent_action": "rpcutil.ping",
+        "filter": "customer=acme",
+        "confirmed": "1",
+        "planned_count": "5",
+    }
     page = browser.post("/jobs/new/", post)
     assert page.status_code == 400
     assert "type 5 to run on 5 nodes" in page.content.decode()
@@ -75,9 +80,15 @@ def test_above_the_threshold_the_count_must_be_typed(browser, queued_tasks, sett
     assert Job.objects.count() == 1
 
 
-def test_submit_redirects_to_the_live_job_page(browser, queued_tasks) -> None:
+def test_submit_redirects_to_the_live_job_page(fleet: list[str], browser, queued_tasks) -> None:
     response = browser.post(
-        "/jobs/new/", {"agent_action": "rpcutil.ping", "filter": "customer=acme", "confirmed": "1"}
+        "/jobs/new/",
+        {
+            "agent_action": "rpcutil.ping",
+            "filter": "customer=acme",
+            "confirmed": "1",
+            "planned_count": "3",
+        },
     )
     job = Job.objects.get()
     assert response.status_code == 302
@@ -109,7 +120,7 @@ def test_bad_input_is_shown_on_the_form_and_nothing_is_queued(
     queued_tasks.assert_not_called()
 
 
-def test_only_the_chosen_actions_inputs_are_read(browser, queued_tasks) -> None:
+def test_only_the_chosen_actions_inputs_are_read(fleet: list[str], browser, queued_tasks) -> None:
     # A browser without JavaScript posts every action's fields.
     response = browser.post(
         "/jobs/new/",
@@ -118,16 +129,24 @@ def test_only_the_chosen_actions_inputs_are_read(browser, queued_tasks) -> None:
             "input:rpcutil.get_fact:fact": "os",
             "input:echo.echo:message": "not mine",
             "confirmed": "1",
+            "planned_count": "3",
         },
     )
     assert response.status_code == 302
     assert Job.objects.get().inputs == {"fact": "os"}
 
 
-def test_run_again_on_silent_nodes_prefills_the_form(browser, operator, queued_tasks) -> None:
+def test_run_again_on_silent_nodes_prefills_the_form(
+    fleet: list[str], browser, operator, queued_tasks
+) -> None:
     browser.post(
         "/jobs/new/",
-        {"agent_action": "rpcutil.get_fact", "input:rpcutil.get_fact:fact": "os", "confirmed": "1"},
+        {
+            "agent_action": "rpcutil.get_fact",
+            "input:rpcutil.get_fact:fact": "os",
+            "confirmed": "1",
+            "planned_count": "3",
+        },
     )
     job = Job.objects.get()
     job.status, job.no_response = Job.Status.COMPLETED, ["n1.example", "n2.example"]
@@ -138,10 +157,17 @@ def test_run_again_on_silent_nodes_prefills_the_form(browser, operator, queued_t
     assert 'name="input:rpcutil.get_fact:fact"' in page and 'value="os"' in page
 
 
-def test_cancel_from_the_page(browser, queued_tasks) -> None:
-    browser.post("/jobs/new/", {"agent_action": "rpcutil.ping", "confirmed": "1"})
+def test_cancel_from_the_page(fleet: list[str], browser, queued_tasks) -> None:
+    browser.post(
+        "/jobs/new/", {"agent_action": "rpcutil.ping", "confirmed": "1", "planned_count": "3"}
+    )
     job = Job.objects.get()
-    response = browser.post(f"/jobs/{job.pk}/cancel/")
+    # The button asks first, saying what cancelling does; only the confirmed POST cancels.
+    asked = browser.post(f"/jobs/{job.pk}/cancel/")
+    assert asked.status_code == 200 and f"Cancel job {job.pk}?" in asked.content.decode()
+    job.refresh_from_db()
+    assert job.status == Job.Status.QUEUED and not job.cancel_requested
+    response = browser.post(f"/jobs/{job.pk}/cancel/", {"confirmed": "1"})
     assert response.status_code == 302
     job.refresh_from_db()
     assert job.status == Job.Status.CANCELLED

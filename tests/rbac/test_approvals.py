@@ -14,8 +14,9 @@ from django.utils import timezone
 from agents.filters import Filter
 from portal.audit.models import AuditEvent
 from portal.jobs import approvals
+from portal.jobs.lifecycle import RUN_JOB_TASK
 from portal.jobs.models import Job
-from portal.jobs.services import RUN_JOB_TASK, submit_job
+from portal.jobs.services import submit_job
 from portal.rbac.models import Approval
 from portal.rbac.services import GrantSpec, set_grant, update_role_settings
 

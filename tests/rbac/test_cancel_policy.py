@@ -10,8 +10,10 @@ from django.test import Client
 
 from portal.accounts.services import issue_token
 from portal.audit.models import AuditEvent
+from portal.jobs.lifecycle import start
 from portal.jobs.models import Job
-from portal.jobs.services import parse_filter_text, start_job, submit_job
+from portal.jobs.services import submit_job
+from portal.jobs.validation import parse_filter_text
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +24,7 @@ def running_job(operator: User, queued_tasks) -> Job:
         user=operator, agent="rpcutil", action="ping", inputs={},
         filter=parse_filter_text(""), filter_text="", source="api",
     )  # fmt: skip
-    started = start_job(job.pk)
+    started = start(job.pk)
     assert started is not None
     return started
 
@@ -38,7 +40,7 @@ def cancel_by(path: str, user: User, job: Job) -> int:
     if path == "page":
         client = Client()
         client.force_login(user)
-        return client.post(f"/jobs/{job.pk}/cancel/").status_code
+        return client.post(f"/jobs/{job.pk}/cancel/", {"confirmed": "1"}).status_code
     if path == "api":
         client = Client(HTTP_AUTHORIZATION=f"Token {issue_token(user.username)}")
         return client.post(f"/api/jobs/{job.pk}/cancel/").status_code
@@ -54,7 +56,9 @@ PATHS = {"page": 302, "api": 202, "cli": 202}
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_a_manager_may_read_but_not_cancel(path: str, manager: User, running_job: Job) -> None:
+def test_a_manager_may_read_but_not_cancel(
+    fleet: list[str], path: str, manager: User, running_job: Job
+) -> None:
     assert cancel_by(path, manager, running_job) == 403
     running_job.refresh_from_db()
     assert not running_job.cancel_requested
@@ -68,7 +72,7 @@ def test_a_manager_may_read_but_not_cancel(path: str, manager: User, running_job
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("who", ["requester", "admin"])
 def test_the_requester_and_an_admin_may_cancel(
-    path: str, who: str, operator: User, admin_user: User, running_job: Job
+    fleet: list[str], path: str, who: str, operator: User, admin_user: User, running_job: Job
 ) -> None:
     user = operator if who == "requester" else admin_user
     assert cancel_by(path, user, running_job) == PATHS[path]

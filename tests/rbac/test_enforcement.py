@@ -17,10 +17,11 @@ from agents.filters import Filter
 from portal.accounts.services import issue_token
 from portal.audit.models import AuditEvent
 from portal.jobs import runner
+from portal.jobs.catalog import JobForbidden
 from portal.jobs.consumers import CLOSE_FORBIDDEN
 from portal.jobs.models import Job
 from portal.jobs.routing import websocket_urlpatterns
-from portal.jobs.services import JobForbidden, submit_job
+from portal.jobs.services import submit_job
 from portal.rbac.services import revoke_grant
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -97,7 +98,7 @@ def test_task_refuses_a_job_whose_grant_was_revoked_after_submit(
 
 
 def test_websocket_refuses_a_watcher_of_another_roles_job(
-    acme_operator: User, make_operator: Callable[..., User], queued_tasks
+    fleet: list[str], acme_operator: User, make_operator: Callable[..., User], queued_tasks
 ) -> None:
     outsider = make_operator("globexop", "globex-noc", {"agent": "rpcutil"})
     colleague = make_operator("acmeop2", "acme-noc")
@@ -117,7 +118,7 @@ def test_websocket_refuses_a_watcher_of_another_roles_job(
 
 
 def test_pages_and_api_hide_another_roles_job_but_managers_read_all(
-    acme_operator: User, make_operator: Callable[..., User], queued_tasks
+    fleet: list[str], acme_operator: User, make_operator: Callable[..., User], queued_tasks
 ) -> None:
     outsider = make_operator("globexop", "globex-noc", {"agent": "rpcutil"})
     manager = User.objects.create_user("mgr", password="x")
@@ -189,7 +190,13 @@ def test_a_role_can_require_a_reason_on_every_path(
         call_command("rpc", "rpcutil", "ping", "--user", acme_operator.username)
     client = Client()
     client.force_login(acme_operator)
-    form = {"agent_action": "rpcutil.ping", "filter": "", "confirmed": "1", "typed_count": "4"}
+    form = {
+        "agent_action": "rpcutil.ping",
+        "filter": "",
+        "confirmed": "1",
+        "typed_count": "4",
+        "planned_count": "4",
+    }
     page = client.post("/jobs/new/", form)
     assert page.status_code == 400
     assert "your role asks for a reason" in page.content.decode()

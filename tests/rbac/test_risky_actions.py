@@ -127,7 +127,7 @@ def test_a_restart_asks_for_the_count_and_a_reason(
         '<button type="submit">Run on 4 nodes</button>'
     )
 
-    confirmed = {**RESTART, "filter": "", "confirmed": "1"}
+    confirmed = {**RESTART, "filter": "", "confirmed": "1", "planned_count": str(ACME)}
     no_reason = client.post("/jobs/new/", {**confirmed, "typed_count": str(ACME)})
     assert no_reason.status_code == 400
     assert REASON_FOR_CHANGE in no_reason.content.decode()
@@ -147,7 +147,7 @@ def test_on_one_node_a_restart_needs_a_reason_but_no_typed_count(
     acme_operator: User, fleet: list[str], queued_tasks
 ) -> None:
     client = _client(acme_operator)
-    one = {**RESTART, "filter": "identity:acme-a-web", "confirmed": "1"}
+    one = {**RESTART, "filter": "identity:acme-a-web", "confirmed": "1", "planned_count": "1"}
     page = client.post("/jobs/new/", one)
     assert page.status_code == 400
     html = page.content.decode()
@@ -162,7 +162,9 @@ def test_a_read_only_action_keeps_the_plain_confirmation(
     page = _client(acme_operator).post("/jobs/new/", {**status, "filter": ""}).content.decode()
     assert "changes the nodes" not in page and "implicit-submit-guard" not in page
     assert 'name="typed_count"' not in page
-    confirmed = _client(acme_operator).post("/jobs/new/", {**status, "confirmed": "1"})
+    confirmed = _client(acme_operator).post(
+        "/jobs/new/", {**status, "confirmed": "1", "planned_count": str(ACME)}
+    )
     assert confirmed.status_code == 302
 
 

@@ -17,7 +17,7 @@ from agents.protocol.security import SigningKey, public_path
 from portal.accounts.services import ensure_demo_users
 from portal.core import stack
 from portal.core.supervisor import ChildFailed, Supervisor
-from portal.jobs.services import interrupt_unfinished_jobs
+from portal.jobs.lifecycle import interrupt_unfinished_jobs
 
 
 def simulated_datacenters() -> dict[str, str]:

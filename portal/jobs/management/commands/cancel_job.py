@@ -9,11 +9,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from portal.accounts.services import operator_for_command
 from portal.jobs.models import Job
 from portal.jobs.services import cancel_job
-from portal.rbac.policy import may_cancel
+from portal.rbac.policy import CANCEL_REFUSED, may_cancel
 
 
 class Command(BaseCommand):
-    help = "Ask job ID to stop; it keeps the replies it has and is marked cancelled."
+    help = (
+        "Ask job ID to stop (it keeps the replies it has and is marked cancelled), or"
+        " withdraw it while it waits for approval."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("job_id", type=int)
@@ -25,10 +28,13 @@ class Command(BaseCommand):
         if job is None:
             raise CommandError(f"no job {options['job_id']} visible to {user}")
         if not may_cancel(user, job):
-            raise CommandError(
-                f"{user} may not cancel job {job.pk}: only its requester or an admin"
-            )
+            raise CommandError(f"{user} may not cancel job {job.pk}: {CANCEL_REFUSED}")
         if job.is_finished:
             raise CommandError(f"job {job.pk} has already finished ({job.status})")
         job = cancel_job(job, user)
-        self.stdout.write(f"job {job.pk}: cancel requested ({job.status})")
+        if job.status == Job.Status.WITHDRAWN:
+            self.stdout.write(f"job {job.pk}: withdrawn before approval")
+        elif job.is_finished:
+            self.stdout.write(f"job {job.pk}: {job.status} ({job.error})")
+        else:
+            self.stdout.write(f"job {job.pk}: cancel requested; it stops within a second")

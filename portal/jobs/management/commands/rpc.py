@@ -15,15 +15,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from portal.accounts.services import operator_for_command
 from portal.jobs import runner
+from portal.jobs.catalog import JobRequestError
 from portal.jobs.models import Job, NodeReply
-from portal.jobs.services import (
-    JobRequestError,
-    build_filter,
-    job_counts,
-    job_snapshot,
-    submit_job,
-)
+from portal.jobs.presenters import job_counts, job_snapshot
+from portal.jobs.services import submit_job
 from portal.jobs.summaries import summarize
+from portal.jobs.validation import build_filter
 
 
 def parse_inputs(pairs: Sequence[str]) -> dict[str, str]:
@@ -139,12 +136,15 @@ class Command(BaseCommand):
         self.stdout.write(f"Job {job.pk} {job.status}: {job.agent} {job.action}")
         self.stdout.write(
             f"  discovered {counts['expected']}, replied {counts['replied']}, ok {counts['ok']},"
-            f" failed {counts['failed']}, no response {counts['no_response']}"
+            f" failed {counts['failed']}, no response {counts['no_response']},"
+            f" not sent {counts['not_sent']}"
         )
         if job.error:
             self.stderr.write(f"  {job.error}")
         if job.no_response:
             self.stdout.write("  No response from: " + " ".join(job.no_response))
+        if job.not_sent:
+            self.stdout.write("  Not sent to: " + " ".join(job.not_sent))
         for summary in summarize(job):
             self._print_aggregate(summary)
 
@@ -178,6 +178,7 @@ class Command(BaseCommand):
                     "discovered": job.discovered_count,
                     "replies": snapshot["replies"],
                     "no_response": job.no_response,
+                    "not_sent": job.not_sent,
                     "summaries": summarize(job),
                 }
             )
