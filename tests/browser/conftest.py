@@ -83,8 +83,9 @@ def _page(browser: Browser, portal: PortalStack, request: pytest.FixtureRequest,
             response.status >= 400
             and request_.resource_type != "document"
             and not request_.url.endswith("/favicon.ico")
-            # The live filter preview answers a bad filter with a 400 and its reason.
-            and not (response.status == 400 and "/api/inventory/preview/" in request_.url)
+            # The live filter preview (the inventory's, and the job form's plan) answers a bad
+            # filter with a 400 and its reason.
+            and not (response.status == 400 and _is_live_preview(request_.url))
         ):
             console_errors.append(f"{response.status} {request_.method} {request_.url}")
 
@@ -104,6 +105,10 @@ def _page(browser: Browser, portal: PortalStack, request: pytest.FixtureRequest,
 
 
 _TMP = pytest.StashKey[str]()
+
+
+def _is_live_preview(url: str) -> bool:
+    return "/api/inventory/preview/" in url or "/api/jobs/plan/" in url
 
 
 @pytest.fixture

@@ -62,11 +62,14 @@ def test_build_a_filter_by_clicking_and_switch_to_text_and_back(
     builder = page.locator("#filter-builder")
     expect(builder).to_be_visible()
     expect(page.get_by_role("radio", name="Builder")).to_have_attribute("aria-checked", "true")
-    expect_count(page, support.NODE_COUNT)  # no condition yet: every node
-
-    # A fact by clicking: its name from the known facts, its value from those seen, with counts.
+    # No condition yet: every node the job could reach. The form counts the job's plan, and
+    # the demo's noc is scoped to customer=acme.
     acme = count(inventory, "customer=acme")
     assert 0 < acme < support.NODE_COUNT
+    expect_count(page, acme)
+    expect(page.locator("#filter-preview-plan")).to_contain_text("inside your scope customer==acme")
+
+    # A fact by clicking: its name from the known facts, its value from those seen, with counts.
     fact = page.get_by_role("combobox", name="Condition 1 fact")
     fact.click()
     fact.press_sequentially("cust", delay=20)
