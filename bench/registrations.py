@@ -27,17 +27,16 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+from bench.support import throwaway_portal  # noqa: E402
+
 BATCH = 500  # portal.inventory.registrations.FLUSH_MESSAGES
 TOKEN = "bench-enrolment-token"  # noqa: S105 - a throwaway token for a throwaway database
 BASELINE_ROUND_TRIPS = 500
@@ -138,19 +137,6 @@ def median_round(rounds: list[dict[str, float]]) -> dict[str, float]:
     return sorted(rounds, key=lambda r: r["total_s"])[len(rounds) // 2]
 
 
-def setup_django(database_url: str, var_dir: str) -> None:
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["SWITCHBOARD_VAR_DIR"] = var_dir
-    os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
-    os.environ["SWITCHBOARD_AUTO_ACCEPT"] = "token"
-    os.environ["SWITCHBOARD_ENROLMENT_TOKEN"] = TOKEN
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0, interactive=False)
-
-
 def reset_tables() -> None:
     from portal.inventory.models import Enrolment, Node
 
@@ -167,18 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="also write the figures as JSON to this file")
     args = parser.parse_args(argv)
 
-    var_dir = tempfile.mkdtemp(prefix="bench-registrations-")
-    database = f"bench_registrations_{uuid.uuid4().hex[:8]}"
-    if args.sqlite:
-        url = f"sqlite:///{var_dir}/bench.sqlite3"
-    else:
-        import psycopg
-
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{database}"')
-        url = f"postgresql://postgres@127.0.0.1:5432/{database}"
-    try:
-        setup_django(url, var_dir)
+    env = {"SWITCHBOARD_AUTO_ACCEPT": "token", "SWITCHBOARD_ENROLMENT_TOKEN": TOKEN}
+    with throwaway_portal("registrations", sqlite=args.sqlite, keep=args.keep, env=env):
         print(f"building {args.nodes} registrations (each node its own key)...", flush=True)
         plain, sealed = build_bodies(args.nodes)
         load_before = os.getloadavg()[0]
@@ -193,15 +169,6 @@ def main(argv: list[str] | None = None) -> int:
             rounds["steady"].append(time_after(sealed))  # again: accepted nodes now
         before, first, steady = (median_round(rounds[k]) for k in ("before", "first", "steady"))
         load_after = os.getloadavg()[0]
-    finally:
-        if not args.sqlite and not args.keep:
-            from django.db import connections
-
-            connections.close_all()
-            import psycopg
-
-            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
     n = args.nodes
     rows = {"before": before, "after, first sight": first, "after, steady state": steady}
