@@ -2,7 +2,8 @@
 
 Django has a signal for a logout, none for a password change or a deactivation: those are
 seen as a change of ``password`` or ``is_active`` on save, whichever code saves the user
-(the admin, ``changepassword``, a script).
+(the admin, ``changepassword``, a script). A change of the person's roles is seen on the
+user-group relation, from either side (``user.groups`` or ``group.user_set``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
-from django.db.models.signals import post_save, pre_save
+from django.db.models.signals import m2m_changed, post_save, pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 
@@ -62,3 +63,22 @@ def close_sockets_on_credential_change(sender: Any, instance: Any, **kwargs: Any
         return
     user_id = instance.pk
     transaction.on_commit(lambda: end_sessions(user_id, reason))
+
+
+@receiver(m2m_changed, sender=User.groups.through, dispatch_uid="accounts.close_sockets_on_roles")
+def close_sockets_on_role_change(
+    sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[int] | None, **kwargs: Any
+) -> None:
+    """A person lost a role: their WebSockets close, once committed, and the pages that
+    reconnect are checked against the roles left (a job no longer visible is refused). A role
+    added takes nothing away, so it closes nothing."""
+    if action not in {"post_remove", "pre_clear"}:
+        return
+    if not reverse:  # user.groups.<action>(...)
+        user_ids = [instance.pk]
+    elif action == "pre_clear":  # group.user_set.clear(): who is in it before
+        user_ids = list(instance.user_set.values_list("pk", flat=True))
+    else:  # group.user_set.<action>(users)
+        user_ids = sorted(pk_set or ())
+    for user_id in user_ids:
+        transaction.on_commit(lambda user_id=user_id: end_sessions(user_id, "roles changed"))

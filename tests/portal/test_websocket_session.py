@@ -1,4 +1,5 @@
-"""An open job WebSocket closes when its session ends: logout, password change, deactivation.
+"""An open job WebSocket closes when its session ends: logout, password change, deactivation,
+a change of the person's roles.
 
 The sockets are opened through Channels' session and auth middleware with the session cookie
 a browser would send, as ``portal.asgi`` does; the logout goes through the real logout view.
@@ -15,10 +16,10 @@ from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.test import Client, override_settings
 
-from portal.jobs.consumers import CLOSE_REAUTHENTICATE, CLOSE_UNAUTHENTICATED
+from portal.jobs.consumers import CLOSE_FORBIDDEN, CLOSE_REAUTHENTICATE, CLOSE_UNAUTHENTICATED
 from portal.jobs.models import Job
 from portal.jobs.routing import websocket_urlpatterns
 from portal.jobs.streaming import push_job_frame
@@ -162,5 +163,32 @@ def test_saving_other_fields_closes_nothing(operator: User, job: Job) -> None:
         await sync_to_async(touch)()
         await _still_streams(socket, job)
         await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_role_change_closes_the_sockets_and_a_job_no_longer_visible_is_refused(
+    operator: User, other_operator: User
+) -> None:
+    """A colleague watches a job through a shared role; removed from it, their socket closes
+    and the page's reconnection is refused (4403), as a fresh visit would be."""
+    shared = Group.objects.create(name="night-shift")
+    operator.groups.add(shared)
+    other_operator.groups.add(shared)
+    job = Job.objects.create(
+        created_by=operator, source=Job.Source.WEB, agent="rpcutil", action="ping",
+        collective="mcollective", timeout=10, status=Job.Status.RUNNING,
+    )  # fmt: skip
+    job.roles.set([shared])
+    client = _logged_in(other_operator)
+
+    async def scenario() -> None:
+        socket = await _watch(client, job)
+        await sync_to_async(shared.user_set.remove)(other_operator)
+        assert await _closed_with(socket) == CLOSE_REAUTHENTICATE
+        again = WebsocketCommunicator(
+            APPLICATION, f"/ws/jobs/{job.pk}/", headers=[(b"cookie", _cookie(client))]
+        )
+        assert await again.connect(timeout=TIMEOUT) == (False, CLOSE_FORBIDDEN)
 
     async_to_sync(scenario)()
