@@ -109,7 +109,6 @@ def withdraw(job: Job, user: AbstractBaseUser, request: HttpRequest | None = Non
         approval.decided_by = user
         approval.decided_at = timezone.now()
         approval.save(update_fields=["state", "decided_by", "decided_at"])
-        Job.objects.filter(pk=job.pk).update(cancelled_by=user, cancelled_at=timezone.now())
         record_event(
             kinds.JOB_WITHDRAWN,
             actor=user,
@@ -122,7 +121,10 @@ def withdraw(job: Job, user: AbstractBaseUser, request: HttpRequest | None = Non
             data={"requester": job.created_by.get_username()},
         )
         lifecycle.end_before_running(
-            job, Job.Status.WITHDRAWN, f"withdrawn by {user.get_username()} before approval"
+            job,
+            Job.Status.WITHDRAWN,
+            f"withdrawn by {user.get_username()} before approval",
+            cancelled_by=user,
         )
     _push(job)
     return job

@@ -292,9 +292,14 @@ def finish(job: Job, status: str, error: str = "") -> Job:
     return _close(job, error)
 
 
-def end_before_running(job: Job, status: str, error: str) -> Job:
-    """End a job waiting for approval (rejected, expired, withdrawn): nothing was sent."""
-    if not _move(job, status, finished_at=timezone.now(), error=error):
+def end_before_running(
+    job: Job, status: str, error: str, cancelled_by: AbstractBaseUser | None = None
+) -> Job:
+    """End a job waiting for approval (rejected, expired, withdrawn by ``cancelled_by``):
+    nothing was sent."""
+    now = timezone.now()
+    taken_back = {"cancelled_by": cancelled_by, "cancelled_at": now} if cancelled_by else {}
+    if not _move(job, status, finished_at=now, error=error, **taken_back):
         logger.info(
             "job %s already left approval (%s); not marking it %s", job.pk, job.status, status
         )
