@@ -81,6 +81,13 @@ def test_wrong_portal_credentials_fail_the_job_with_the_reason(tmp_path: Path) -
 
     assert manage("migrate", "-v0").returncode == 0
     assert manage("seed_demo").returncode == 0
+    # One node in the inventory: a job that reaches no node is refused before any broker.
+    node = (
+        "from django.utils import timezone; from portal.inventory.models import Node; "
+        "now = timezone.now(); Node.objects.create(identity='web1.example', facts={}, "
+        "first_seen=now, last_seen=now, registered_at=now)"
+    )
+    assert manage("shell", "-c", node).returncode == 0
     result = manage("rpc", "rpcutil", "ping", "--user", "admin", "--json")
     assert result.returncode == 1
     job = json.loads(result.stdout)
