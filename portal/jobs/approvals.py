@@ -46,7 +46,7 @@ def request_approval(job: Job, reason: str) -> Approval:
         reason=reason,
     )
     record_event(
-        "approval.requested",
+        kinds.APPROVAL_REQUESTED,
         actor=job.created_by,
         agent=job.agent,
         action=job.action,
@@ -70,7 +70,7 @@ def approve(
             raise ApprovalError(f"the requester may no longer run this: {permit.reason}")
         _decide(approval, user, Approval.State.APPROVED, comment)
         lifecycle.approved(job)
-        _record(job, "approval.approved", user, comment, request)
+        _record(job, kinds.APPROVAL_APPROVED, user, comment, request)
     _push(job)
     return job
 
@@ -85,7 +85,7 @@ def reject(
     with transaction.atomic():
         approval = _pending(job, user)
         _decide(approval, user, Approval.State.REJECTED, comment)
-        _record(job, "approval.rejected", user, comment, request)
+        _record(job, kinds.APPROVAL_REJECTED, user, comment, request)
         lifecycle.end_before_running(
             job, Job.Status.REJECTED, f"rejected by {user.get_username()}: {comment}"
         )
@@ -177,7 +177,7 @@ def _expire(approval: Approval) -> None:
     approval.save(update_fields=["state", "decided_at"])
     job = approval.job
     record_event(
-        "approval.expired",
+        kinds.APPROVAL_EXPIRED,
         agent=job.agent,
         action=job.action,
         job_id=job.pk,

@@ -11,7 +11,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from portal.accounts.sessions import session_group, session_tag
 from portal.jobs.models import Job
 from portal.jobs.presenters import job_state
-from portal.jobs.streaming import SNAPSHOT_TYPE
+from portal.jobs.streaming import FRAME_TYPE, SNAPSHOT_TYPE
 
 # Application close codes (4000-4999): the browser shows why it was turned away.
 CLOSE_UNAUTHENTICATED = 4401  # also: this socket's session logged out (the page stops)
@@ -104,5 +104,5 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         replies = [reply for reply in event["replies"] if reply["id"] > self.seq]
         self.seq = max((reply["id"] for reply in replies), default=self.seq)
         await self.send_json(
-            {"type": "job.frame", "job": event["job"], "replies": replies, "seq": self.seq}
+            {"type": FRAME_TYPE, "job": event["job"], "replies": replies, "seq": self.seq}
         )

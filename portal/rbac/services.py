@@ -19,6 +19,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from agents.ddl import load_all
 from agents.filters import FilterSyntaxError, parse_compound
+from portal.audit import kinds
 from portal.rbac.models import BUILTIN_ROLES, Action, Agent, Grant, RoleSettings
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def set_grant(
         grant.save()
         _set_permissions(role, agent, actions)
         after = grant_state(grant)
-        _record("grant.changed", actor, request, agent.name, before, after)
+        _record(kinds.GRANT_CHANGED, actor, request, agent.name, before, after)
     logger.info("grant %s changed by %s: %s -> %s", grant, actor, before, after)
     return grant
 
@@ -131,7 +132,7 @@ def revoke_grant(
         before = grant_state(grant)
         _set_permissions(grant.role, grant.agent, ())
         grant.delete()
-        _record("grant.changed", actor, request, agent, before, None)
+        _record(kinds.GRANT_CHANGED, actor, request, agent, before, None)
     logger.info("grant of %s to %s revoked by %s", agent, role, actor)
     return True
 
@@ -192,7 +193,7 @@ def create_role(
         role, created = Group.objects.get_or_create(name=name)
         if not created:
             raise GrantError({"name": f"a role named {name!r} exists"})
-        _record("role.changed", actor, request, "", None, {"role": name})
+        _record(kinds.ROLE_CHANGED, actor, request, "", None, {"role": name})
     return role
 
 
@@ -230,7 +231,7 @@ def update_role_settings(
         settings.may_cancel_any = may_cancel_any
         settings.sees_all_nodes = sees_all_nodes
         settings.save()
-        _record("role.changed", actor, request, "", before, role_settings_state(settings))
+        _record(kinds.ROLE_CHANGED, actor, request, "", before, role_settings_state(settings))
     return settings
 
 
@@ -253,7 +254,7 @@ def set_operator_roles(
             return
         operator.groups.set(groups)
         _record(
-            "operator.roles_changed",
+            kinds.OPERATOR_ROLES_CHANGED,
             actor,
             request,
             "",
