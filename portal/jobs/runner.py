@@ -119,12 +119,10 @@ def _discover_and_collect(
     # Otherwise each request names its nodes, since the filter alone would reach them all.
     name_nodes = len(batches) > 1 or len(targets) < len(discovered)
     for number, batch in enumerate(batches):
-        if number and not _pause(job, options.batch_sleep):
-            break
-        if cancel_requested(job):
+        # Before each batch (after the pause between batches): stop if a cancel came.
+        if not _pause(job, options.batch_sleep if number else 0):
             break
         if number and not current_permit(job).allowed:
-            collector.flush()
             finish(job, Job.Status.FAILED, "stopped: the grant was revoked while it ran")
             return
         request = gateway.new_request(
@@ -145,7 +143,6 @@ def _discover_and_collect(
             break  # cancelled while waiting: its silent nodes are settled by finish
         lifecycle.settle_batch(job, set(batch) - collector.seen)
         progress(())
-    collector.flush()
     if cancel_requested(job):
         lifecycle.cancelled_while_running(job)
     else:
@@ -228,7 +225,6 @@ class _Collector:
         self.verified: set[str] = set()
         self.dropped = 0
         self.gateway_dropped = 0
-        self.cancelled = False
         self.next_flush = time.monotonic() + settings.SWITCHBOARD_FLUSH_INTERVAL
         self.next_cancel_check = time.monotonic() + CANCEL_CHECK_INTERVAL
         self.next_beat = time.monotonic() + HEARTBEAT_INTERVAL
@@ -271,7 +267,6 @@ class _Collector:
             if now >= self.next_cancel_check:
                 self.next_cancel_check = now + CANCEL_CHECK_INTERVAL
                 if cancel_requested(self.job):
-                    self.cancelled = True
                     return False
         return True
 
