@@ -35,7 +35,8 @@ class Filter:
         stripped = text.strip()
         if not stripped:
             return cls()
-        parse_compound(stripped)
+        # Parsed as typed, so an error's column points into the text the operator sees.
+        parse_compound(text)
         return cls(compound=stripped)
 
     @classmethod

@@ -8,19 +8,26 @@ each pattern before PostgreSQL sees it. What is rewritten:
 * ``$`` becomes ``(?=\\n?$)`` (Python's ``$`` also matches before a final newline);
   with ``(?m)``, ``^``/``$`` match at every line as in Python;
 * ``\\b``/``\\B`` become ``\\y``/``\\Y`` (in PostgreSQL ``\\b`` is a backspace);
+* ``\\d``/``\\D`` and ``\\s``/``\\S`` become the code points Python's match (PostgreSQL's are
+  ASCII digits only, and its whitespace leaves out U+001C-U+001F, U+0085, U+00A0...);
 * ``\\xHH`` and octal escapes become ``\\uHHHH``; ``{,n}`` becomes ``{0,n}``;
 * ``(?P<name>`` becomes ``(``; ``[`` inside a bracket becomes ``\\[`` (so ``[[:alpha:]]``
   keeps Python's meaning, a set of characters).
 
 Refused with ``UnsupportedFilter``: scoped flags ``(?i:...)``, possessive quantifiers and atomic
-groups, ``\\N{...}``, and global flags other than ``i m s x a u``. Not rewritten, so they can
-still differ: ``\\d \\w \\s`` follow PostgreSQL's locale (Python's are Unicode-wide), and
-``(?x)`` comment rules differ in corner cases.
+groups, ``\\N{...}``, ``\\D``/``\\S`` inside ``[...]``, and global flags other than ``i m s x u``
+(``(?a)`` would make ``\\w``, ``\\b`` and ``(?i)`` ASCII-only). Not rewritten, so they can still
+differ: ``\\w``/``\\W`` and the word boundaries ``\\b``/``\\B`` follow PostgreSQL's locale
+(Python's ``\\w`` takes numbers such as ``²``, PostgreSQL's takes combining marks; an exact
+class would be 734 ranges), ``(?i)`` folds a few characters differently (Python's ``k`` also
+matches the Kelvin sign), and ``(?x)`` comment rules differ in corner cases.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
 
 _GLOBAL_FLAGS_RE = re.compile(r"\(\?([a-zA-Z]+)\)")
 _PG_FLAGS = {"i": "i", "x": "x"}
@@ -38,7 +45,7 @@ def to_postgres(pattern: str) -> str:
     while match := _GLOBAL_FLAGS_RE.match(pattern, pos):
         flags += match.group(1)
         pos = match.end()
-    unknown = set(flags) - set("imsxau")
+    unknown = set(flags) - set("imsxu")
     if unknown:
         raise UnsupportedFilter(
             f"regex /{pattern}/: flag(s) {''.join(sorted(unknown))} cannot be searched in the "
@@ -104,6 +111,13 @@ class _Rewriter:
             return
         if nxt == "N":
             raise self.fail("a named character escape \\N{...}")
+        if nxt in "dDsS":
+            if in_class and nxt in "DS":
+                raise self.fail(f"\\{nxt} inside [...]")
+            ranges = python_class(nxt.lower())
+            self.out.append(ranges if in_class else ("[^" if nxt in "DS" else "[") + ranges + "]")
+            self.pos += 2
+            return
         if not in_class and nxt in "bB":
             self.out.append("\\y" if nxt == "b" else "\\Y")
         elif nxt == "A":
@@ -162,3 +176,22 @@ class _Rewriter:
         self.pos += match.end()
         if self.src.startswith("+", self.pos):
             raise self.fail("a possessive quantifier")
+
+
+@functools.cache
+def python_class(letter: str) -> str:
+    """The code points Python's ``\\d`` or ``\\s`` (``letter``) matches in a str, written as the
+    inside of a PostgreSQL bracket expression (``\\u0030-\\u0039...``), found by ``re`` itself."""
+    found = re.compile(f"\\{letter}+")
+    ranges: list[str] = []
+    # Two runs of code points, around the surrogates (no str holds them).
+    for low, high in ((0, 0xD7FF), (0xE000, sys.maxunicode)):
+        text = "".join(map(chr, range(low, high + 1)))
+        for match in found.finditer(text):
+            first, last = low + match.start(), low + match.end() - 1
+            ranges.append(_pg_char(first) + ("" if first == last else "-" + _pg_char(last)))
+    return "".join(ranges)
+
+
+def _pg_char(code: int) -> str:
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"

@@ -12,6 +12,10 @@
   const FACT_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.\-]*$/;
   const BARE_VALUE = /^[A-Za-z0-9_][A-Za-z0-9_.:@+\-]*$/;
   const MAX_PARSE_DEPTH = 64;
+  // Whitespace as Python's str.isspace() has it (not JavaScript's \s, which takes U+FEFF and
+  // leaves U+001C-U+001F and U+0085), so both parsers split and strip a text the same way.
+  const IS_SPACE = /[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/;
+  const BLANK = /^[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$/;
 
   class TextError extends Error {
     constructor(message, column) { super(message); this.column = column; }
@@ -20,11 +24,18 @@
   function tokenize(text) {
     const tokens = [];
     const n = text.length;
+    // Columns count code points, as Python's do: a character outside the BMP is one column.
+    const columns = [1];
+    for (let k = 0; k < n; k += 1) {
+      const high = (text.charCodeAt(k) & 0xfc00) === 0xd800;
+      const pair = high && (text.charCodeAt(k + 1) & 0xfc00) === 0xdc00;
+      columns.push(columns[k] + (pair ? 0 : 1));
+    }
     let i = 0;
     while (i < n) {
       const ch = text[i];
-      const column = i + 1;
-      if (/\s/.test(ch)) {
+      const column = columns[i];
+      if (IS_SPACE.test(ch)) {
         i += 1;
       } else if (ch === "(" || ch === ")") {
         tokens.push({kind: ch === "(" ? "LPAREN" : "RPAREN", text: ch, column});
@@ -57,13 +68,13 @@
       } else {
         WORD.lastIndex = i;
         const match = WORD.exec(text);
-        if (!match) throw new TextError("unexpected character " + ch, column);
+        if (!match) throw new TextError("unexpected character " + String.fromCodePoint(text.codePointAt(i)), column);
         const lower = match[0].toLowerCase();
         tokens.push({kind: KEYWORDS.includes(lower) ? lower.toUpperCase() : "WORD", text: match[0], column});
         i = WORD.lastIndex;
       }
     }
-    tokens.push({kind: "END", text: "", column: n + 1});
+    tokens.push({kind: "END", text: "", column: columns[n]});
     return tokens;
   }
 
@@ -89,7 +100,7 @@
 
   // The expression tree of ``text``: {type: fact|name|not|and|or}; null for blank text.
   function parse(text) {
-    if (!text.trim()) return null;
+    if (BLANK.test(text)) return null;
     const tokens = tokenize(text);
     let pos = 0;
     const peek = () => tokens[Math.min(pos, tokens.length - 1)];
