@@ -6,16 +6,15 @@ import os
 import shutil
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+from harness.databases import postgres_database  # noqa: E402
 
 
 @contextmanager
@@ -27,37 +26,29 @@ def throwaway_portal(
     reads its settings."""
     var_dir = tempfile.mkdtemp(prefix=f"bench-{name}-")
     Path(var_dir, "static").mkdir()  # where the portal collects static files; none needed
-    database = f"bench_{name.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
-    if sqlite:
-        url = f"sqlite:///{var_dir}/bench.sqlite3"
-    else:
-        import psycopg
-
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{database}"')
-        url = f"postgresql://postgres@127.0.0.1:5432/{database}"
-    os.environ.update(
-        {"DATABASE_URL": url, "SWITCHBOARD_VAR_DIR": var_dir,
-         "DJANGO_SETTINGS_MODULE": "portal.settings", **(env or {})}
-    )  # fmt: skip
-    try:
-        import django
-        from django.core.management import call_command
-
-        django.setup()
-        call_command("migrate", verbosity=0, interactive=False)
-        yield url
-    finally:
-        if "django.db" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        if keep:
-            print(f"kept the database: {url}", file=sys.stderr)
-        elif sqlite:
-            shutil.rmtree(var_dir, ignore_errors=True)
+    with ExitStack() as cleanup:
+        if sqlite:
+            url = f"sqlite:///{var_dir}/bench.sqlite3"
         else:
-            import psycopg
+            prefix = f"bench_{name.replace('-', '_')}"
+            url = cleanup.enter_context(postgres_database(prefix, keep=keep))
+        os.environ.update(
+            {"DATABASE_URL": url, "SWITCHBOARD_VAR_DIR": var_dir,
+             "DJANGO_SETTINGS_MODULE": "portal.settings", **(env or {})}
+        )  # fmt: skip
+        try:
+            import django
+            from django.core.management import call_command
 
-            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            django.setup()
+            call_command("migrate", verbosity=0, interactive=False)
+            yield url
+        finally:
+            if "django.db" in sys.modules:
+                from django.db import connections
+
+                connections.close_all()
+            if sqlite and keep:
+                print(f"kept the database: {url}", file=sys.stderr)
+            elif sqlite:
+                shutil.rmtree(var_dir, ignore_errors=True)

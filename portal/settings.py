@@ -194,7 +194,7 @@ SWITCHBOARD_DISCOVERY_TIMEOUT = env_float("SWITCHBOARD_DISCOVERY_TIMEOUT", 2.0)
 # "inventory" (the nodes' registrations, no waiting) or "broadcast" (ping the nodes with the
 # filter for SWITCHBOARD_DISCOVERY_TIMEOUT, as MCollective's default). Inventory is the
 # default: a broadcast costs a fixed 2 s per job and misses nodes slower than the timeout
-# (bench/fanout.py: 1,000 nodes, full pipe 1.05x the raw round trip with inventory, 1.99x
+# (bench/fanout: 1,000 nodes, full pipe 1.05x the raw round trip with inventory, 1.99x
 # and incomplete with a 2 s broadcast).
 SWITCHBOARD_DISCOVERY_METHOD = env_str("SWITCHBOARD_DISCOVERY_METHOD", "inventory")
 SWITCHBOARD_REQUEST_TTL = int(env_float("SWITCHBOARD_REQUEST_TTL", 60))

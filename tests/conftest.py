@@ -1,5 +1,5 @@
-"""Shared test plumbing: portal users and grants; skipping for a missing service lives in
-``tests.services`` (imported here so tests may take it from either)."""
+"""Shared test plumbing: portal users, grants and a small enrolled fleet. Skipping (or, in CI,
+failing) for a missing service is ``harness.services.require_service``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,6 @@ from unittest import mock
 
 import pytest
 from django.contrib.auth.models import Group, User
-
-from tests.services import REQUIRE_SERVICES, port_open, require_service
-
-__all__ = ["REQUIRE_SERVICES", "port_open", "require_service"]
 
 
 @pytest.fixture

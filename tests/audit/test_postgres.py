@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import port_open, require_service
+from harness.services import port_open, require_service
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(600)]
 

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.portal import PortalStack
+from harness.services import require_service
 from tests.browser import support
-from tests.conftest import require_service
-from tests.integration.harness import PortalStack
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, Response

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agents.protocol.security import SigningKey
+from harness.portal import PortalStack
 from tests.browser import support
-from tests.integration.harness import PortalStack
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

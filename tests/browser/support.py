@@ -17,12 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from agents.protocol import Registration, connect, registration_topic
 from agents.protocol.security import SigningKey, seal_registration
-from tests.integration.harness import (
-    PASSWORD,
-    PortalStack,
-    embedded_stack,
-    replies_from_messages,
-)
+from harness.portal import PASSWORD, PortalStack
+from harness.replies import replies_from_messages
+from harness.stacks import embedded_stack
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page

@@ -9,8 +9,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from agents.protocol.security import SigningKey
+from harness.portal import PortalStack
 from tests.browser import support
-from tests.integration.harness import PortalStack
 from tests.integration.wire import eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(300)]

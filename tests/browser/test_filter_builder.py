@@ -19,8 +19,8 @@ from playwright.sync_api import Page, expect
 
 from agents.filters import Filter, FilterSyntaxError, parse_compound
 from agents.filters.terms import Node as FilterNode
+from harness.portal import PortalStack
 from tests.browser import support
-from tests.integration.harness import PortalStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(300)]
 

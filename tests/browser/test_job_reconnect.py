@@ -22,9 +22,10 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from harness.portal import PortalStack
+from harness.replies import replies_from_messages
 from portal.core import stack
 from tests.browser import support
-from tests.integration.harness import PortalStack, replies_from_messages
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, WebSocket

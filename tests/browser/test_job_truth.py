@@ -14,8 +14,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from agents.protocol.security import SigningKey
+from harness.portal import PortalStack
+from harness.replies import expected_by_fact
 from tests.browser import support
-from tests.integration.harness import PortalStack, expected_by_fact
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, WebSocket, expect
 
+from harness.portal import PASSWORD, PortalStack
+from harness.replies import expected_by_fact
 from tests.browser import support
-from tests.integration.harness import PASSWORD, PortalStack, expected_by_fact
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(600)]
 

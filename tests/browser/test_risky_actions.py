@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Request, expect
 
+from harness.portal import PortalStack
+from harness.replies import expected_by_fact
 from tests.browser import support
-from tests.integration.harness import PortalStack, expected_by_fact
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from harness.activemq import ACTIVEMQ_PORTS
 from portal.core.supervisor import Child, ChildFailed, Supervisor
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ BROKER_HEAP = "256m"  # a handful of nodes; scripts/brokers gives 1g for thousan
 PREFIX = "sbnet"
 LEFTOVER = re.compile(rf"^{PREFIX}(\d+)-")
 NOC_ADDRESS = "10.231.0.1"
-STOMP_PORTS = {"noc": 62613, "dc_a": 62623, "dc_b": 62633}  # render.py's port plan
+STOMP_PORTS = ACTIVEMQ_PORTS  # render.py's port plan
 BROKER_STARTED = "started | org.apache.activemq.broker.BrokerService"
 BRIDGE_UP = "(noc) has been established"
 CLONE_NEWNET = 0x40000000

@@ -15,12 +15,12 @@ import pytest
 import stomp
 
 from agents.protocol import broadcast_topic, connect
-from tests.conftest import port_open, require_service
+from harness.activemq import DC_A, NOC
+from harness.services import port_open, require_service
 
 pytestmark = [pytest.mark.activemq, pytest.mark.integration, pytest.mark.timeout(120)]
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-NOC, DC_A = ("127.0.0.1", 62613), ("127.0.0.1", 62623)
 
 
 @pytest.fixture(autouse=True)

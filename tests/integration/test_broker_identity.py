@@ -35,7 +35,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from agents.protocol import broadcast_topic, registration_topic, reply_queue
 from agents.protocol.transport import BrokerUnavailable, TLSConfig, connect
-from tests.conftest import port_open, require_service
+from harness.services import port_open, require_service
 from tests.integration.wire import JMSX_USER_ID, Frames
 
 pytestmark = [pytest.mark.activemq, pytest.mark.integration, pytest.mark.timeout(180)]

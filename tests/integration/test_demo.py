@@ -19,14 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import port_open
-from tests.integration.harness import (
-    BASE_DIR,
-    PASSWORD,
-    PortalStack,
-    free_port,
-    replies_from_messages,
-)
+from harness.portal import BASE_DIR, PASSWORD, PortalStack
+from harness.replies import replies_from_messages
+from harness.services import free_port, port_open
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -26,18 +26,17 @@ from agents.protocol import (
     registration_topic,
 )
 from agents.protocol.security import SigningKey, seal_registration, seal_reply
-from portal.core import stack
-from portal.core.supervisor import Supervisor
-from tests.integration.harness import (
-    ACTIVEMQ_PORTS,
-    PortalStack,
+from harness.activemq import ACTIVEMQ_PORTS
+from harness.portal import PortalStack
+from harness.stacks import (
     activemq_portal,
+    embedded_portal,
     embedded_stack,
-    free_port,
     portal_public_key,
     require_production_services,
-    start_portal,
 )
+from portal.core import stack
+from portal.core.supervisor import Supervisor
 from tests.integration.wire import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -50,11 +49,8 @@ MANUAL = {"SWITCHBOARD_AUTO_ACCEPT": ""}  # production's default: an admin accep
 
 def _embedded_manual(tmp: Path) -> Iterator[PortalStack]:
     with Supervisor(tmp / "logs") as sup:
-        port = free_port()
-        brokers = f"127.0.0.1:{port}"
-        stack.start_embedded_broker(sup, "127.0.0.1", port)
-        env = {"STOMP_BROKERS": brokers, "REDIS_URL": "", **MANUAL}
-        portal = start_portal(sup, tmp, env, users=(USER,))
+        portal = embedded_portal(sup, tmp, MANUAL, users=(USER,))
+        brokers = portal.env["STOMP_BROKERS"]
         stack.start_simulator(
             sup, {"a": brokers, "b": brokers}, NODES, seed=11,
             trusted_key=portal_public_key(tmp), identity_prefix="enrol",

@@ -10,8 +10,9 @@ import pytest
 from agents.config import NodeConfig
 from agents.daemon import NodeDaemon
 from agents.protocol.security import SigningKey, TrustedKeys
-from tests.conftest import port_open
-from tests.integration.wire import DC_A, DC_B, NOC, brokers, eventually, ping, require_network
+from harness.activemq import DC_A, DC_B, NOC, brokers, require_network
+from harness.services import port_open
+from tests.integration.wire import eventually, ping
 
 pytestmark = [pytest.mark.activemq, pytest.mark.faults, pytest.mark.timeout(300)]
 

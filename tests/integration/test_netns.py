@@ -23,11 +23,12 @@ from typing import Any
 import pytest
 
 from agents.simulator import fleet_identities
+from harness.portal import PASSWORD, PortalStack
+from harness.services import require_service
+from harness.stacks import ENROLMENT_TOKEN, portal_public_key
 from portal.core import stack
 from portal.core.supervisor import Supervisor
-from tests.conftest import require_service
 from tests.integration import netns
-from tests.integration.harness import ENROLMENT_TOKEN, PASSWORD, PortalStack, portal_public_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns, pytest.mark.timeout(900)]
 

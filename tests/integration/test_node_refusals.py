@@ -37,7 +37,8 @@ from agents.protocol import (
     reply_queue,
 )
 from agents.protocol.security import SigningKey, TrustedKeys, open_reply, seal_request
-from tests.integration.wire import DC_A, NOC, Inbox, eventually, require_network
+from harness.activemq import DC_A, NOC, require_network
+from tests.integration.wire import Inbox, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

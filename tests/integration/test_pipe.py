@@ -18,22 +18,20 @@ from pathlib import Path
 
 import pytest
 
+from harness.activemq import ACTIVEMQ_PORTS
+from harness.portal import BASE_DIR, PortalStack
+from harness.replies import expected_by_fact, replies_from_messages
+from harness.services import free_port
+from harness.stacks import (
+    ENROLMENT_TOKEN,
+    activemq_portal,
+    embedded_stack,
+    portal_public_key,
+    require_production_services,
+)
 from portal.core import stack
 from portal.core.supervisor import Supervisor
 from portal.jobs.options import ExecutionOptions
-from tests.integration.harness import (
-    ACTIVEMQ_PORTS,
-    BASE_DIR,
-    ENROLMENT_TOKEN,
-    PortalStack,
-    activemq_portal,
-    embedded_stack,
-    expected_by_fact,
-    free_port,
-    portal_public_key,
-    replies_from_messages,
-    require_production_services,
-)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

@@ -26,20 +26,19 @@ import pytest
 from agents.config import NodeConfig
 from agents.daemon import NodeDaemon
 from agents.protocol.security import SigningKey, TrustedKeys
-from portal.core import stack
-from portal.core.supervisor import Supervisor
-from tests.conftest import port_open
-from tests.integration.harness import (
-    ACTIVEMQ_PORTS,
+from harness.activemq import ACTIVEMQ_PORTS, brokers
+from harness.portal import PortalStack
+from harness.replies import PrefixedFleet, reply_identities
+from harness.services import port_open
+from harness.stacks import (
     ENROLMENT_TOKEN,
-    PortalStack,
-    PrefixedFleet,
     activemq_portal,
     portal_public_key,
-    reply_identities,
     require_production_services,
 )
-from tests.integration.wire import brokers, eventually
+from portal.core import stack
+from portal.core.supervisor import Supervisor
+from tests.integration.wire import eventually
 
 pytestmark = [
     pytest.mark.integration,

@@ -21,7 +21,8 @@ from agents.daemon import NodeDaemon
 from agents.filters import Filter
 from agents.protocol import Request, connect, reply_queue
 from agents.protocol.security import SigningKey, TrustedKeys, open_reply
-from tests.integration.wire import DC_A, DC_B, NOC, Inbox, publish_signed, require_network
+from harness.activemq import DC_A, DC_B, NOC, require_network
+from tests.integration.wire import Inbox, publish_signed
 
 pytestmark = [pytest.mark.activemq, pytest.mark.timeout(120)]
 

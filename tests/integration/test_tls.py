@@ -20,8 +20,8 @@ from agents.daemon import NodeDaemon
 from agents.filters import Filter
 from agents.protocol.security import SigningKey, TrustedKeys
 from agents.protocol.transport import BrokerUnavailable, TLSConfig, connect
+from harness.services import port_open, require_service
 from portal.broker.gateway import BrokerGateway, BrokerSettings
-from tests.conftest import port_open, require_service
 from tests.integration.wire import eventually, ping
 from tests.tls_material import make_material
 

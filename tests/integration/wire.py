@@ -1,13 +1,12 @@
 """Talking to the broker network as the portal does, without a portal: for the tests that
-check the brokers themselves (failover, TLS, sub-collectives, restarts)."""
+check the brokers themselves (failover, TLS, sub-collectives, restarts). The network's ports
+and ``scripts/brokers`` are in ``harness.activemq``."""
 
 from __future__ import annotations
 
 import queue
-import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import stomp
@@ -16,27 +15,6 @@ from agents.filters import Filter
 from agents.protocol import Request, broadcast_topic, connect, reply_queue, request_headers
 from agents.protocol.security import SigningKey, open_reply, seal_request
 from agents.protocol.transport import TLSConfig
-from tests.services import port_open, require_service
-
-BASE_DIR = Path(__file__).resolve().parents[2]
-# The local ActiveMQ network (scripts/brokers up): the portal's NOC broker and one per datacenter.
-ACTIVEMQ_PORTS = {"noc": 62613, "dc_a": 62623, "dc_b": 62633}
-NOC, DC_A, DC_B = (("127.0.0.1", ACTIVEMQ_PORTS[name]) for name in ("noc", "dc_a", "dc_b"))
-
-
-def require_network() -> None:
-    """Skip (or, in CI, fail) unless the three brokers of the local network answer."""
-    require_service(
-        "The ActiveMQ network",
-        all(port_open(*address) for address in (NOC, DC_A, DC_B)),
-        "start it with `scripts/brokers up`",
-    )
-
-
-def brokers(*args: str, check: bool = True) -> int:
-    """``scripts/brokers ARGS`` (kill, start, probe...); its exit code."""
-    command = [str(BASE_DIR / "scripts" / "brokers"), *args]
-    return subprocess.run(command, check=check, timeout=180).returncode
 
 
 class Inbox(stomp.ConnectionListener):

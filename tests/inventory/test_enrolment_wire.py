@@ -24,12 +24,12 @@ from agents.embedded_broker import EmbeddedBroker
 from agents.protocol import Registration, connect, encode, registration_topic
 from agents.protocol.security import SigningKey, enrolment_proof, seal_registration
 from agents.protocol.transport import TLSConfig
+from harness.activemq import ACTIVEMQ_PORTS, require_network
+from harness.services import require_service
 from portal.audit.models import AuditEvent
 from portal.broker.gateway import BrokerSettings
 from portal.inventory.models import Enrolment, Node, RefusedRegistrations
 from portal.inventory.registrations import RegistrationConsumer
-from tests.integration.wire import ACTIVEMQ_PORTS, require_network
-from tests.services import require_service
 
 BROKERS_DIR = Path(__file__).resolve().parents[2] / "var" / "activemq"
 NODE_A, NODE_B = "node0001.a.example", "node0002.a.example"  # scripts/make-dev-ca's own
