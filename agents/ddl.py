@@ -302,7 +302,7 @@ def parse_ddl(doc: Any, where: str = "ddl") -> AgentDDL:
     )
 
 
-def ddl_path(agent_name: str) -> Path:
+def ddl_path(agent_name: object) -> Path:
     """Where the shipped DDL for ``agent_name`` lives (the name is checked first)."""
     if not isinstance(agent_name, str) or not NAME_RE.fullmatch(agent_name):
         raise UnknownAgent(f"invalid agent name {agent_name!r}")

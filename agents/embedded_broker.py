@@ -32,6 +32,10 @@ class HeartbeatTolerantFrameBuffer(FrameBuffer):
     headers on every ``:``. Here EOLs between frames are skipped and headers split once.
     """
 
+    # Set by coilmq's FrameBuffer (untyped), declared here for the type checker.
+    _buffer: io.BytesIO
+    _pointer: int
+
     def extract_frame(self) -> Frame | None:
         data = self._buffer.getbuffer()
         start = self._pointer

@@ -9,7 +9,7 @@ import re
 NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def validate_name(kind: str, value: str) -> str:
+def validate_name(kind: str, value: object) -> str:
     """Return ``value`` if it is a safe destination component, else raise ValueError.
 
     Dots, slashes and wildcards are refused because brokers give them meaning

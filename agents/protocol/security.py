@@ -158,7 +158,7 @@ class TrustedKeys:
 
         Only ``*.pub`` from a directory: private keys often live beside their public halves.
         """
-        keys = []
+        keys: list[Ed25519PublicKey] = []
         for entry in paths:
             path = Path(entry)
             files = sorted(path.glob("*.pub")) if path.is_dir() else [path]
@@ -212,7 +212,7 @@ def _unwrap(text: str | bytes, protocol: str) -> tuple[str, str, bytes] | None:
             raise ProtocolError(f"unsupported {name} version in {got!r}; expected {protocol!r}")
         return None
     signer, message, signature = obj.get("signer"), obj.get("message"), obj.get("signature")
-    if not all(isinstance(v, str) for v in (signer, message, signature)):
+    if not (isinstance(signer, str) and isinstance(message, str) and isinstance(signature, str)):
         raise SignatureError("sealed message needs string 'signer', 'message' and 'signature'")
     # The signed bytes are the message's UTF-8: a lone surrogate has none (and is no text).
     check_text(obj, "sealed message")

@@ -281,7 +281,7 @@ def build_connection(
     return conn
 
 
-class _TLSTransport(stomp.transport.Transport):  # type: ignore[misc]
+class _TLSTransport(stomp.transport.Transport):
     """stomp.py 9.0's transport, noticing when a TLS connection is closed.
 
     On TLS, stomp.py reads without blocking and takes an empty read for "nothing yet", so a
@@ -295,16 +295,17 @@ class _TLSTransport(stomp.transport.Transport):  # type: ignore[misc]
 
     def receive(self) -> bytes | None:
         if self.blocking or not isinstance(self.socket, ssl.SSLSocket):
-            return super().receive()  # type: ignore[no-any-return]
+            received: bytes | None = super().receive()
+            return received
         try:
-            data = super().receive()
+            data: bytes | None = super().receive()
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise
         except OSError:
             data = b""
         if data == b"":
             self.shutdown_queue()  # blocking again; cleanup() then closes the socket
-        return data  # type: ignore[no-any-return]
+        return data
 
 
 def tls_of(conn: stomp.Connection, broker: tuple[str, int]) -> TLSConfig | None:

@@ -62,7 +62,8 @@ def issue_token(username: str) -> str:
     """The user's API token key, created on first use. Raises ``User.DoesNotExist``."""
     user = User.objects.get(username=username)
     token, _ = Token.objects.get_or_create(user=user)
-    return token.key
+    key: str = token.key  # DRF's stubs leave the CharField's value untyped
+    return key
 
 
 def operator_for_command(username: str) -> User:

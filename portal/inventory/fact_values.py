@@ -30,7 +30,7 @@ class FactChoices:
 def fact_choices(target: Filter, fact: str, nodes: NodeQuerySet | None = None) -> FactChoices:
     """The values ``fact`` has on the fresh nodes ``target`` matches (list facts flattened).
 
-    Only ``nodes`` are read (the ones a user may see, ``portal.rbac.visibility``); None: every
+    Only ``nodes`` are read (the ones a user may see, ``portal.inventory.visibility``); None: every
     node.
     """
     among: NodeQuerySet = Node.objects.all() if nodes is None else nodes

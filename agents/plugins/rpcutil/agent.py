@@ -78,7 +78,7 @@ class RpcutilAgent(Agent):
 
     def daemon_stats(self, ctx: ActionContext, inputs: dict[str, Any]) -> dict[str, Any]:
         """The daemon's counters since start; every counter is present (0 if never hit)."""
-        stats = dict(ctx.stats)
+        stats: dict[str, Any] = dict(ctx.stats)
         stats["starttime"] = ctx.started_at
         stats["version"] = ctx.version
         stats["broker"] = ctx.broker.get("broker", "")
