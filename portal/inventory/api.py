@@ -3,7 +3,7 @@ and the fact names and values the filter builder offers while an operator types;
 and their scripts, node enrolment (list, accept, reject, revoke, re-key, forget).
 
 The preview, fact names, values and fact choices read only the nodes the caller may see
-(``portal.rbac.visibility``): nothing about a node outside their scopes is counted or offered.
+(``portal.inventory.visibility``): nothing about a node outside their scopes is counted or offered.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from portal.inventory.models import Enrolment, Node
 from portal.inventory.pg_regex import UnsupportedFilter
 from portal.inventory.preview import PREVIEW_LIMIT, filter_fact_names
 from portal.inventory.querysets import NodeQuerySet
+from portal.inventory.visibility import inventory_scope, visible_nodes
 from portal.rbac.policy import may_administer
-from portal.rbac.visibility import inventory_scope, visible_nodes
 
 # The facts every preview row shows, after the ones the filter names.
 KEY_FACTS = ("datacenter", "customer", "role")

@@ -9,7 +9,7 @@ names as it opens. A fact with more distinct values than ``MAX_CACHED_VALUES`` (
 serial numbers) keeps only its most common ones and answers other prefixes from the
 database.
 
-A user who may not see every node (``portal.rbac.visibility``) passes their scope as
+A user who may not see every node (``portal.inventory.visibility``) passes their scope as
 ``within``: the answers then come from a query bounded by it (the scope's WHERE on the node
 table, as ``Node.objects.matching`` writes it), cached under the scope's text, so nothing
 about a node outside it (a fact name, a value) is offered. The unbounded answers, cached for

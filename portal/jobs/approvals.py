@@ -13,18 +13,17 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from portal.audit import kinds
+from portal.audit.kinds import Kind
 from portal.audit.services import record_event
 from portal.jobs import lifecycle
-from portal.jobs.models import Job
+from portal.jobs.models import Approval, Job
 from portal.jobs.plans import current_permit
 from portal.jobs.streaming import push_job_frame
-from portal.rbac.models import Approval
 from portal.rbac.policy import CANCEL_REFUSED, may_approve, may_cancel
 
 logger = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ def request_approval(job: Job, reason: str) -> Approval:
         reason=reason,
     )
     record_event(
-        kinds.APPROVAL_REQUESTED,
+        Kind.APPROVAL_REQUESTED,
         actor=job.created_by,
         agent=job.agent,
         action=job.action,
@@ -57,9 +56,7 @@ def request_approval(job: Job, reason: str) -> Approval:
     return approval
 
 
-def approve(
-    job: Job, user: AbstractBaseUser, comment: str = "", request: HttpRequest | None = None
-) -> Job:
+def approve(job: Job, user: User, comment: str = "", request: HttpRequest | None = None) -> Job:
     """Approve and queue the job; ``ApprovalError`` (or ``ApprovalForbidden``) saying why not."""
     _expire_if_overdue(job)
     with transaction.atomic():
@@ -70,14 +67,12 @@ def approve(
             raise ApprovalError(f"the requester may no longer run this: {permit.reason}")
         _decide(approval, user, Approval.State.APPROVED, comment)
         lifecycle.approved(job)
-        _record(job, kinds.APPROVAL_APPROVED, user, comment, request)
+        _record(job, Kind.APPROVAL_APPROVED, user, comment, request)
     _push(job)
     return job
 
 
-def reject(
-    job: Job, user: AbstractBaseUser, comment: str, request: HttpRequest | None = None
-) -> Job:
+def reject(job: Job, user: User, comment: str, request: HttpRequest | None = None) -> Job:
     """Reject the job with a comment: it ends as rejected and never sends anything."""
     if not comment.strip():
         raise ApprovalError("say why the job is rejected")
@@ -85,7 +80,7 @@ def reject(
     with transaction.atomic():
         approval = _pending(job, user)
         _decide(approval, user, Approval.State.REJECTED, comment)
-        _record(job, kinds.APPROVAL_REJECTED, user, comment, request)
+        _record(job, Kind.APPROVAL_REJECTED, user, comment, request)
         lifecycle.end_before_running(
             job, Job.Status.REJECTED, f"rejected by {user.get_username()}: {comment}"
         )
@@ -93,7 +88,7 @@ def reject(
     return job
 
 
-def withdraw(job: Job, user: AbstractBaseUser, request: HttpRequest | None = None) -> Job | None:
+def withdraw(job: Job, user: User, request: HttpRequest | None = None) -> Job | None:
     """Take back a job waiting for approval: it ends as withdrawn, never sends anything, and
     leaves the approvers' queue. ``None`` when it no longer waits (decided or expired
     meanwhile); ``ApprovalForbidden`` for anyone ``policy.may_cancel`` does not allow (the
@@ -110,7 +105,7 @@ def withdraw(job: Job, user: AbstractBaseUser, request: HttpRequest | None = Non
         approval.decided_at = timezone.now()
         approval.save(update_fields=["state", "decided_by", "decided_at"])
         record_event(
-            kinds.JOB_WITHDRAWN,
+            Kind.JOB_WITHDRAWN,
             actor=user,
             request=request,
             agent=job.agent,
@@ -158,14 +153,13 @@ def _expire_if_overdue(job: Job | int) -> bool:
     return True
 
 
-def _pending(job: Job, user: AbstractBaseUser) -> Approval:
+def _pending(job: Job, user: User) -> Approval:
     approval = Approval.objects.select_for_update().filter(job=job).first()
     if approval is None:
         raise ApprovalError(f"job {job.pk} does not need approval")
-    if job.created_by_id == user.pk:
-        raise ApprovalForbidden("you cannot approve or reject your own job")
-    if not may_approve(user, job):
-        raise ApprovalForbidden("none of your roles may approve jobs")
+    verdict = may_approve(user, job)
+    if not verdict:
+        raise ApprovalForbidden(verdict.reason)
     if approval.state != Approval.State.PENDING:
         raise ApprovalError(f"job {job.pk} was already {approval.state}")
     return approval
@@ -177,7 +171,7 @@ def _expire(approval: Approval) -> None:
     approval.save(update_fields=["state", "decided_at"])
     job = approval.job
     record_event(
-        kinds.APPROVAL_EXPIRED,
+        Kind.APPROVAL_EXPIRED,
         agent=job.agent,
         action=job.action,
         job_id=job.pk,
@@ -189,7 +183,7 @@ def _expire(approval: Approval) -> None:
     )
 
 
-def _decide(approval: Approval, user: AbstractBaseUser, state: str, comment: str) -> None:
+def _decide(approval: Approval, user: User, state: str, comment: str) -> None:
     approval.state = state
     approval.decided_by = user
     approval.decided_at = timezone.now()
@@ -198,9 +192,7 @@ def _decide(approval: Approval, user: AbstractBaseUser, state: str, comment: str
     logger.info("job %s %s by %s", approval.job_id, state, user)
 
 
-def _record(
-    job: Job, kind: str, user: AbstractBaseUser, comment: str, request: HttpRequest | None
-) -> None:
+def _record(job: Job, kind: str, user: User, comment: str, request: HttpRequest | None) -> None:
     record_event(
         kind,
         actor=user,

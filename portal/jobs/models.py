@@ -177,3 +177,35 @@ class NodeReply(models.Model):
             "statusmsg": self.statusmsg,
             "data": self.data,
         }
+
+
+class Approval(models.Model):
+    """A job waiting for a second person, and what they decided."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        EXPIRED = "expired"
+        WITHDRAWN = "withdrawn"
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="approval")
+    requested_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    reason = models.TextField(help_text="Why the job needs approval (which grant, how many nodes).")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="approvals_decided",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "expires_at"], name="jobs_approval_state_idx")]
+
+    def __str__(self) -> str:
+        return f"approval of job {self.job_id}: {self.state}"

@@ -5,12 +5,12 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import models
 
+from portal.rbac.policy import visible_jobs
+
 
 class JobQuerySet(models.QuerySet):
     def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> JobQuerySet:
         """Jobs this person may watch and read, as ``portal.rbac.policy`` decides."""
-        from portal.rbac.policy import visible_jobs
-
         return visible_jobs(user, self)
 
     def unfinished(self) -> JobQuerySet:

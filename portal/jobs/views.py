@@ -27,13 +27,12 @@ from portal.jobs.listing import (
     matching_jobs,
     role_choices,
 )
-from portal.jobs.models import Job
+from portal.jobs.models import Approval, Job
 from portal.jobs.options import DISCOVERY_METHODS, collectives
 from portal.jobs.plans import JobPlan, plan_job
 from portal.jobs.presenters import job_counts
 from portal.jobs.services import cancel_job, failed_nodes, submit_job
 from portal.jobs.validation import check_reason, parse_filter_text
-from portal.rbac.models import Approval
 from portal.rbac.policy import (
     CANCEL_REFUSED,
     may_approve,
@@ -153,10 +152,8 @@ def confirm_step(request: HttpRequest, data: JobFormData, plan: JobPlan) -> Http
         typed = request.POST.get("typed_count", "")
         if not errors and (count_error := plan.rules.typed_count_error(count, typed)):
             errors["typed_count"] = count_error
-        if reason_error := plan.rules.reason_error(data.reason):
-            errors["reason"] = reason_error
         try:
-            check_reason(request.user, data.reason)  # its length, as submit_job checks it
+            check_reason(data.reason, plan.rules)
         except JobRequestError as exc:
             errors.update(exc.errors)
         if not errors:

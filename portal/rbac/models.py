@@ -1,17 +1,18 @@
 """Roles, the agents and actions they may run, and on which nodes.
 
-A role is a ``django.contrib.auth`` Group. What a role may run is stored twice, on purpose:
-django-guardian object permissions (``run_action`` on an Action, ``run_agent`` on an Agent for
-all of its actions) say *what*; a Grant row per role and agent says *where* (its scope) and
-*under which conditions* (four-eyes approval). Both are written together, only by
-``portal.rbac.services``, and read only by ``portal.rbac.policy``.
+A role is a ``django.contrib.auth`` Group. What a role may run of one agent is one row, a
+``Grant``: django-guardian's object permission ``run_agent`` on the Agent (a direct foreign key
+permission model, so guardian's checker and shortcuts read it), carrying what a permission alone
+cannot say: which of the agent's actions, where (its scope) and under which conditions
+(four-eyes approval). Grants are written only by ``portal.rbac.services`` and read only through
+``portal.rbac.grants.read_grants``.
 """
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
+from guardian.models import GroupObjectPermissionBase
 
 # The built-in roles. ``admin`` may do everything, ``manager`` reads every job and the audit
 # history, ``operator`` may run nothing until granted.
@@ -29,7 +30,7 @@ class Agent(models.Model):
 
     class Meta:
         ordering = ["name"]
-        permissions = [("run_agent", "Run every action of the agent")]
+        permissions = [("run_agent", "Run the agent's actions its grant lists, on its scope")]
 
     def __str__(self) -> str:
         return self.name
@@ -47,24 +48,31 @@ class Action(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["agent", "name"], name="rbac_action_unique_per_agent")
         ]
-        permissions = [("run_action", "Run the action")]
 
     def __str__(self) -> str:
         return f"{self.agent.name}.{self.name}"
 
 
-class Grant(models.Model):
-    """Where and how a role may run what guardian says it may run of one agent."""
+class Grant(GroupObjectPermissionBase):
+    """A role's grant of one agent: what (all its actions, or ``actions``), where, and how.
+
+    guardian names the fields of its direct foreign key models: ``group`` is the role and
+    ``content_object`` the agent; ``role`` and ``agent`` read them by their names here.
+    ``permission`` is always ``rbac.run_agent``.
+    """
 
     class Approval(models.TextChoices):
         NEVER = "never", "no approval"
         ALWAYS = "always", "always needs a second person"
         ABOVE = "above", "needs a second person above a node count"
 
-    role = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="grants")
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="grants")
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="grants")
+    content_object = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="grants")
     all_actions = models.BooleanField(
         default=False, help_text="Every action of the agent, including ones added later."
+    )
+    actions = models.ManyToManyField(
+        Action, blank=True, related_name="grants", help_text="With all_actions off: these."
     )
     scope = models.TextField(
         blank=True,
@@ -76,11 +84,30 @@ class Grant(models.Model):
     )
     updated_at = models.DateTimeField(auto_now=True)
 
-    class Meta:
-        ordering = ["role__name", "agent__name"]
+    class Meta(GroupObjectPermissionBase.Meta):
+        ordering = ["group__name", "content_object__name"]
         constraints = [
-            models.UniqueConstraint(fields=["role", "agent"], name="rbac_grant_one_per_role_agent")
+            models.UniqueConstraint(
+                fields=["group", "content_object"], name="rbac_grant_one_per_role_agent"
+            )
         ]
+
+    @property
+    def role(self) -> Group:
+        return self.group
+
+    @property
+    def agent(self) -> Agent:
+        return self.content_object
+
+    def action_names(self) -> list[str]:
+        """The granted actions, sorted, or ``["*"]`` for all (reads prefetched ``actions``)."""
+        if self.all_actions:
+            return ["*"]
+        return sorted(action.name for action in self.actions.all())
+
+    def allows(self, action: str) -> bool:
+        return self.all_actions or any(granted.name == action for granted in self.actions.all())
 
     def __str__(self) -> str:
         return f"{self.role.name}: {self.agent.name}"
@@ -120,35 +147,3 @@ class RoleSettings(models.Model):
 
     def __str__(self) -> str:
         return f"settings of {self.role.name}"
-
-
-class Approval(models.Model):
-    """A job waiting for a second person, and what they decided."""
-
-    class State(models.TextChoices):
-        PENDING = "pending"
-        APPROVED = "approved"
-        REJECTED = "rejected"
-        EXPIRED = "expired"
-        WITHDRAWN = "withdrawn"
-
-    job = models.OneToOneField("jobs.Job", on_delete=models.CASCADE, related_name="approval")
-    requested_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField()
-    reason = models.TextField(help_text="Why the job needs approval (which grant, how many nodes).")
-    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="approvals_decided",
-    )
-    decided_at = models.DateTimeField(null=True, blank=True)
-    comment = models.TextField(blank=True)
-
-    class Meta:
-        indexes = [models.Index(fields=["state", "expires_at"])]
-
-    def __str__(self) -> str:
-        return f"approval of job {self.job_id}: {self.state}"

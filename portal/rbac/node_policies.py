@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from agents.filters import parse_compound
 from agents.policy import parse_policy
+from portal.rbac.grants import read_grants
 from portal.rbac.models import ADMIN_ROLE, Agent, Grant
-from portal.rbac.services import granted_actions
 
 # What the node's policy parser accepts as a caller token value: no spaces, no '='.
 _ROLE_NAME = re.compile(r"[^\s=]+")
@@ -38,8 +38,8 @@ def render_node_policies() -> ExportedPolicies:
     files: dict[str, str] = {}
     skipped: list[str] = []
     grants_by_agent: dict[int, list[Grant]] = {}
-    for grant in Grant.objects.select_related("role", "agent"):
-        grants_by_agent.setdefault(grant.agent_id, []).append(grant)
+    for grant in read_grants():
+        grants_by_agent.setdefault(grant.content_object_id, []).append(grant)
     for agent in Agent.objects.prefetch_related("actions"):
         lines = [
             f"# {agent.name}: written by `manage.py export_node_policies` at {stamp}.",
@@ -53,7 +53,7 @@ def render_node_policies() -> ExportedPolicies:
                     f"role {grant.role.name!r}: a name with spaces or '=' cannot be used"
                 )
                 continue
-            actions = "*" if grant.all_actions else " ".join(granted_actions(grant))
+            actions = " ".join(grant.action_names())
             if not actions:
                 continue
             scope = parse_compound(grant.scope).describe() if grant.scope.strip() else "*"

@@ -4,12 +4,12 @@
 is answered by ``authorize``; "who may watch or read this job", "who may approve it", "who may
 read the audit history" and "who may change roles and grants" by the functions below. The job
 form, the JSON API, the ``rpc`` command, the Celery task, the WebSocket consumer and the pages
-all ask here, and nothing else looks at roles, guardian permissions or grants to decide.
+all ask here, and nothing else looks at roles or grants to decide.
 
 Rules:
 * ``admin`` (and Django superusers) may do everything, unscoped, without approval.
-* Anyone else may run ``agent.action`` when one of their roles has a Grant on the agent and the
-  guardian permission ``run_agent`` on the Agent or ``run_action`` on the Action.
+* Anyone else may run ``agent.action`` when one of their roles has a Grant of the agent that
+  lists the action (or all of them).
 * The grants that allow the action decide the scope: if one of them has none, the operator's
   filter is used as it is; otherwise the effective filter is the operator's filter AND (the
   scopes ORed). The operator's filter is re-serialised from its parsed form before it is
@@ -23,20 +23,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol, TypeGuard, TypeVar
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
-from django.contrib.contenttypes.models import ContentType
+from django.contrib.auth.models import AnonymousUser, Group
+from django.contrib.auth.models import User as Account
 from django.db.models import Q, QuerySet
 
 from agents.filters import Filter, parse_compound
-from portal.rbac.models import ADMIN_ROLE, MANAGER_ROLE, Action, Agent, Grant, RoleSettings
+from portal.rbac.grants import read_grants
+from portal.rbac.models import ADMIN_ROLE, MANAGER_ROLE, Action, Grant, RoleSettings
 
-if TYPE_CHECKING:
-    from portal.jobs.models import Job
+User = Account | AnonymousUser
+# A queryset of jobs, whatever its class (rbac knows no job model; ``portal.jobs`` passes its
+# JobQuerySet and gets one back).
+_Jobs = TypeVar("_Jobs", bound="QuerySet[Any, Any]")
 
-User = AbstractBaseUser | AnonymousUser
+
+class RequestedJob(Protocol):
+    """What the decisions about a job need of it: who asked for it (rbac knows no job model;
+    ``portal.jobs`` builds on rbac, not the other way round)."""
+
+    created_by_id: int
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,8 @@ class Permit:
         return f"{node_count} nodes; " + "; ".join(rules) if rules else ""
 
 
-def is_active(user: User) -> bool:
+def is_active(user: User) -> TypeGuard[Account]:
+    """An active account (an anonymous user is never authenticated)."""
     return bool(user.is_authenticated and user.is_active)
 
 
@@ -124,7 +133,7 @@ CANCEL_REFUSED = (
 )
 
 
-def may_cancel(user: User, job: Job) -> bool:
+def may_cancel(user: User, job: RequestedJob) -> bool:
     """Who may stop a job, or withdraw one waiting for approval: its requester, an admin, or
     a member of a role given "may cancel any job". A manager reads every job but runs
     nothing, so it may not stop one unless a role gives it that right."""
@@ -185,64 +194,29 @@ def canonical_scope(expression: str) -> str:
 
 
 def _grants_allowing(user: User, agent: str, action: str) -> tuple[Grant, ...]:
-    from guardian.models import GroupObjectPermission
-
-    action_row = Action.objects.filter(agent__name=agent, name=action).select_related("agent")
-    action_obj = action_row.first()
-    if action_obj is None:
-        return ()
     role_ids = list(user.groups.values_list("id", flat=True))
     if not role_ids:
         return ()
-    allowed_roles = GroupObjectPermission.objects.filter(group_id__in=role_ids).filter(
-        Q(
-            content_type=ContentType.objects.get_for_model(Agent),
-            object_pk=str(action_obj.agent_id),
-            permission__codename="run_agent",
-        )
-        | Q(
-            content_type=ContentType.objects.get_for_model(Action),
-            object_pk=str(action_obj.pk),
-            permission__codename="run_action",
-        )
-    )
     return tuple(
-        Grant.objects.filter(
-            agent_id=action_obj.agent_id,
-            role_id__in=allowed_roles.values("group_id"),
-        ).select_related("role", "agent")
+        grant for grant in read_grants(role_ids=role_ids, agent=agent) if grant.allows(action)
     )
 
 
 def runnable_actions(user: User) -> dict[str, set[str]]:
     """Every ``{agent: {actions}}`` the user may run somewhere, for the form's action list."""
-    from guardian.models import GroupObjectPermission
-
     if not is_active(user):
         return {}
+    catalog: dict[str, set[str]] = {}
+    for agent, action in Action.objects.values_list("agent__name", "name"):
+        catalog.setdefault(agent, set()).add(action)
     if is_admin(user):
-        catalog: dict[str, set[str]] = {}
-        for agent, action in Action.objects.values_list("agent__name", "name"):
-            catalog.setdefault(agent, set()).add(action)
         return catalog
-    role_ids = list(user.groups.values_list("id", flat=True))
-    granted = set(Grant.objects.filter(role_id__in=role_ids).values_list("role_id", "agent_id"))
-    perms = GroupObjectPermission.objects.filter(
-        group_id__in=role_ids, permission__codename__in=("run_agent", "run_action")
-    ).values_list("group_id", "permission__codename", "object_pk")
-    whole_agents = {(role, int(pk)) for role, codename, pk in perms if codename == "run_agent"}
-    single_actions = {(role, int(pk)) for role, codename, pk in perms if codename == "run_action"}
     result: dict[str, set[str]] = {}
-    for action_id, agent_id, agent, action in Action.objects.values_list(
-        "pk", "agent_id", "agent__name", "name"
-    ):
-        # A permission counts only with a grant of the same role: the grant holds its scope.
-        if any(
-            (role, agent_id) in granted
-            and ((role, agent_id) in whole_agents or (role, action_id) in single_actions)
-            for role in role_ids
-        ):
-            result.setdefault(agent, set()).add(action)
+    for grant in read_grants(role_ids=user.groups.values_list("id", flat=True)):
+        known = catalog.get(grant.agent.name, set())
+        granted = known if grant.all_actions else known & set(grant.action_names())
+        if granted:
+            result.setdefault(grant.agent.name, set()).update(granted)
     return result
 
 
@@ -316,12 +290,31 @@ def may_approve_jobs(user: User) -> bool:
     return standing(user).approver
 
 
-def may_approve(user: User, job: Job) -> bool:
+APPROVE_OWN_JOB = "you cannot approve or reject your own job"
+APPROVE_NOT_GIVEN = "none of your roles may approve jobs"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A yes or no, with the reason for a no as every path tells it."""
+
+    allowed: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def may_approve(user: User, job: RequestedJob) -> Verdict:
     """May approve or reject this job: an approver who is not the requester."""
-    return may_approve_jobs(user) and job.created_by_id != user.pk
+    if is_active(user) and job.created_by_id == user.pk:
+        return Verdict(False, APPROVE_OWN_JOB)
+    if not may_approve_jobs(user):
+        return Verdict(False, APPROVE_NOT_GIVEN)
+    return Verdict(True)
 
 
-def visible_jobs(user: User, jobs: QuerySet[Job]) -> QuerySet[Job]:
+def visible_jobs(user: User, jobs: _Jobs) -> _Jobs:
     """The jobs the user may watch and read.
 
     Admins and managers see every job; others see their own, those of operators who shared a
@@ -332,16 +325,12 @@ def visible_jobs(user: User, jobs: QuerySet[Job]) -> QuerySet[Job]:
     roles = standing(user)
     if roles.admin or roles.manager:
         return jobs
-    visible = Q(created_by=user) | Q(pk__in=_shared_role_jobs(user))
+    # The roles the job was submitted with, as a subquery: a join would repeat each job.
+    shared_roles = jobs.model.roles.through.objects.filter(group__in=user.groups.all())
+    visible = Q(created_by=user) | Q(pk__in=shared_roles.values("job_id"))
     if roles.approver:
         visible |= Q(approval__isnull=False)
     return jobs.filter(visible)
-
-
-def _shared_role_jobs(user: User) -> QuerySet:
-    from portal.jobs.models import Job
-
-    return Job.roles.through.objects.filter(group__in=user.groups.all()).values("job_id")
 
 
 def may_read_audit(user: User) -> bool:

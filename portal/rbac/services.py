@@ -1,7 +1,7 @@
 """Every change to roles, grants and role membership goes through these functions.
 
-Each writes the Grant row and its django-guardian permissions together, in one transaction,
-and records the change (who, when, before and after) in the audit history. The admin pages,
+Each writes in one transaction and records the change (who, when, before and after) in the
+audit history. The admin pages,
 the demo seeding and the tests call them; ``portal.rbac.policy`` reads what they wrote.
 """
 
@@ -12,14 +12,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.models import Group, Permission, User
 from django.db import transaction
 from django.http import HttpRequest
-from guardian.shortcuts import assign_perm, remove_perm
 
 from agents.ddl import load_all
 from agents.filters import FilterSyntaxError, parse_compound
-from portal.audit import kinds
+from portal.rbac import signals
+from portal.rbac.grants import read_grants
 from portal.rbac.models import BUILTIN_ROLES, Action, Agent, Grant, RoleSettings
 
 logger = logging.getLogger(__name__)
@@ -36,8 +36,8 @@ class GrantError(Exception):
 def sync_catalog() -> None:
     """Agent and Action rows for every agent and action the DDLs describe.
 
-    Runs after every migrate. Actions that left a DDL are deleted (with their permissions);
-    a grant of all actions covers new ones at once.
+    Runs after every migrate. Actions that left a DDL are deleted (and so leave the grants
+    that listed them); a grant of all actions covers new ones at once.
     """
     with transaction.atomic():
         for ddl in load_all().values():
@@ -75,33 +75,26 @@ def grant_state(grant: Grant | None) -> dict[str, Any] | None:
     return {
         "role": grant.role.name,
         "agent": grant.agent.name,
-        "actions": "*" if grant.all_actions else granted_actions(grant),
+        "actions": "*" if grant.all_actions else grant.action_names(),
         "scope": grant.scope,
         "approval": str(grant.approval),
         "approval_above": grant.approval_above,
     }
 
 
-def granted_actions(grant: Grant) -> list[str]:
-    """The actions a grant's role holds ``run_action`` on, for this grant's agent."""
-    from guardian.shortcuts import get_objects_for_group
-
-    actions = get_objects_for_group(
-        grant.role, "rbac.run_action", Action.objects.filter(agent=grant.agent)
-    )
-    return sorted(actions.values_list("name", flat=True))
+def _locked_grant(role: Group, agent: Agent) -> Grant | None:
+    """The grant row locked for this transaction, read through the one reader."""
+    return read_grants(role_ids=[role.pk], agent=agent.name).select_for_update(of=("self",)).first()
 
 
-def set_grant(
-    spec: GrantSpec, *, actor: AbstractBaseUser | None, request: HttpRequest | None = None
-) -> Grant:
+def set_grant(spec: GrantSpec, *, actor: User | None, request: HttpRequest | None = None) -> Grant:
     """Create or replace the grant of ``spec.agent`` to ``spec.role``; ``GrantError`` if invalid."""
     role, agent, actions = _validate(spec)
     with transaction.atomic():
-        grant = Grant.objects.select_for_update().filter(role=role, agent=agent).first()
+        grant = _locked_grant(role, agent)
         before = grant_state(grant)
         if grant is None:
-            grant = Grant(role=role, agent=agent)
+            grant = Grant(group=role, content_object=agent, permission=_run_agent_permission())
         grant.all_actions = actions is None
         grant.scope = spec.scope.strip()
         grant.approval = spec.approval
@@ -109,30 +102,26 @@ def set_grant(
             spec.approval_above if spec.approval == Grant.Approval.ABOVE else None
         )
         grant.save()
-        _set_permissions(role, agent, actions)
+        grant.actions.set(actions or ())
         after = grant_state(grant)
-        _record(kinds.GRANT_CHANGED, actor, request, agent.name, before, after)
+        _record(signals.GRANT, actor, request, agent.name, before, after)
     logger.info("grant %s changed by %s: %s -> %s", grant, actor, before, after)
     return grant
 
 
 def revoke_grant(
-    role: str, agent: str, *, actor: AbstractBaseUser | None, request: HttpRequest | None = None
+    role: str, agent: str, *, actor: User | None, request: HttpRequest | None = None
 ) -> bool:
     """Take the agent away from the role; False if it had no grant."""
     with transaction.atomic():
-        grant = (
-            Grant.objects.select_for_update()
-            .select_related("role", "agent")
-            .filter(role__name=role, agent__name=agent)
-            .first()
-        )
+        group = Group.objects.filter(name=role).first()
+        agent_row = Agent.objects.filter(name=agent).first()
+        grant = _locked_grant(group, agent_row) if group and agent_row else None
         if grant is None:
             return False
         before = grant_state(grant)
-        _set_permissions(grant.role, grant.agent, ())
         grant.delete()
-        _record(kinds.GRANT_CHANGED, actor, request, agent, before, None)
+        _record(signals.GRANT, actor, request, agent, before, None)
     logger.info("grant of %s to %s revoked by %s", agent, role, actor)
     return True
 
@@ -169,23 +158,11 @@ def _validate(spec: GrantSpec) -> tuple[Group, Agent, list[Action] | None]:
     return role, agent, actions
 
 
-def _set_permissions(role: Group, agent: Agent, actions: Iterable[Action] | None) -> None:
-    """Guardian permissions of the role on this agent: the whole agent, or these actions."""
-    wanted = None if actions is None else {action.pk for action in actions}
-    if wanted is None:
-        assign_perm("rbac.run_agent", role, agent)
-    else:
-        remove_perm("rbac.run_agent", role, agent)
-    for action in agent.actions.all():
-        if wanted is not None and action.pk in wanted:
-            assign_perm("rbac.run_action", role, action)
-        else:
-            remove_perm("rbac.run_action", role, action)
+def _run_agent_permission() -> Permission:
+    return Permission.objects.get(content_type__app_label="rbac", codename="run_agent")
 
 
-def create_role(
-    name: str, *, actor: AbstractBaseUser | None, request: HttpRequest | None = None
-) -> Group:
+def create_role(name: str, *, actor: User | None, request: HttpRequest | None = None) -> Group:
     name = name.strip()
     if not name or len(name) > 150 or any(ch.isspace() for ch in name):
         raise GrantError({"name": "a role name is 1 to 150 characters without spaces"})
@@ -193,7 +170,7 @@ def create_role(
         role, created = Group.objects.get_or_create(name=name)
         if not created:
             raise GrantError({"name": f"a role named {name!r} exists"})
-        _record(kinds.ROLE_CHANGED, actor, request, "", None, {"role": name})
+        _record(signals.ROLE, actor, request, "", None, {"role": name})
     return role
 
 
@@ -216,7 +193,7 @@ def update_role_settings(
     may_approve: bool,
     may_cancel_any: bool = False,
     sees_all_nodes: bool = False,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     request: HttpRequest | None = None,
 ) -> RoleSettings:
     group = Group.objects.filter(name=role).first()
@@ -231,15 +208,15 @@ def update_role_settings(
         settings.may_cancel_any = may_cancel_any
         settings.sees_all_nodes = sees_all_nodes
         settings.save()
-        _record(kinds.ROLE_CHANGED, actor, request, "", before, role_settings_state(settings))
+        _record(signals.ROLE, actor, request, "", before, role_settings_state(settings))
     return settings
 
 
 def set_operator_roles(
-    operator: AbstractBaseUser,
+    operator: User,
     roles: Iterable[str],
     *,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     request: HttpRequest | None = None,
 ) -> None:
     """Make ``roles`` exactly the operator's roles; ``GrantError`` naming unknown ones."""
@@ -254,7 +231,7 @@ def set_operator_roles(
             return
         operator.groups.set(groups)
         _record(
-            kinds.OPERATOR_ROLES_CHANGED,
+            signals.OPERATOR_ROLES,
             actor,
             request,
             "",
@@ -265,23 +242,21 @@ def set_operator_roles(
 
 
 def _record(
-    kind: str,
-    actor: AbstractBaseUser | None,
+    change: str,
+    actor: User | None,
     request: HttpRequest | None,
     agent: str,
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
 ) -> None:
-    from portal.audit.services import record_event
-
-    subject = (after or before or {}).get("role") or (after or before or {}).get("operator", "")
-    record_event(
-        kind,
+    signals.access_changed.send(
+        sender=change,
+        change=change,
         actor=actor,
         request=request,
         agent=agent,
-        summary=f"{kind} {subject}".strip(),
-        data={"before": before, "after": after},
+        before=before,
+        after=after,
     )
 
 

@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from portal.rbac import services
+from portal.rbac.grants import read_grants
 from portal.rbac.models import Agent, Grant, RoleSettings
 from portal.rbac.policy import may_administer
 
@@ -45,10 +46,7 @@ def matrix(request: HttpRequest) -> HttpResponse:
         else:
             return redirect("rbac:matrix")
     agents = list(Agent.objects.all())
-    grants = {
-        (grant.role_id, grant.agent_id): grant
-        for grant in Grant.objects.select_related("role", "agent")
-    }
+    grants = {(grant.group_id, grant.content_object_id): grant for grant in read_grants()}
     settings_by_role = {s.role_id: s for s in RoleSettings.objects.all()}
     rows = []
     for role in Group.objects.order_by("name"):
@@ -57,7 +55,7 @@ def matrix(request: HttpRequest) -> HttpResponse:
             grant = grants.get((role.pk, agent.pk))
             actions = None
             if grant is not None:
-                actions = "all" if grant.all_actions else ", ".join(services.granted_actions(grant))
+                actions = "all" if grant.all_actions else ", ".join(grant.action_names())
             cells.append({"agent": agent, "grant": grant, "actions": actions})
         rows.append({"role": role, "cells": cells, "settings": settings_by_role.get(role.pk)})
     context = {"agents": agents, "rows": rows, "errors": errors}
@@ -70,11 +68,11 @@ def grant_edit(request: HttpRequest, role: str, agent: str) -> HttpResponse:
     """One role's grant of one agent: actions, scope, approval; or revoke it."""
     group = get_object_or_404(Group, name=role)
     agent_row = get_object_or_404(Agent, name=agent)
-    grant = Grant.objects.filter(role=group, agent=agent_row).first()
+    grant = read_grants(role_ids=[group.pk], agent=agent_row.name).first()
     errors: dict[str, str] = {}
     form = {
         "all_actions": grant.all_actions if grant else False,
-        "actions": services.granted_actions(grant) if grant else [],
+        "actions": grant.action_names() if grant and not grant.all_actions else [],
         "scope": grant.scope if grant else "",
         "approval": grant.approval if grant else Grant.Approval.NEVER,
         "approval_above": grant.approval_above if grant else None,

@@ -298,7 +298,7 @@ def test_list_query_count_is_constant(
     for n in range(200):
         make_node(f"host{n:04d}", stale=n % 3 == 0, customer="acme", role="web")
     # session, user, the grant scopes of the user's roles (which nodes they may see:
-    # portal.rbac.visibility; one unscoped grant, so every node), the user's roles for the
+    # portal.inventory.visibility; one unscoped grant, so every node), the user's roles for the
     # navigation, one SELECT of 51 nodes: no COUNT, no per-row query
     with django_assert_max_num_queries(5):
         response = client_for.get("/inventory/", {"q": "customer=acme", "after": "host0100"})

@@ -18,8 +18,8 @@ from django.test import Client
 from django.utils import timezone
 
 from portal.inventory.models import Node
+from portal.inventory.visibility import InventoryScope, inventory_scope, visible_nodes
 from portal.rbac.services import GrantSpec, set_grant, sync_catalog, update_role_settings
-from portal.rbac.visibility import InventoryScope, inventory_scope, visible_nodes
 
 pytestmark = pytest.mark.django_db
 

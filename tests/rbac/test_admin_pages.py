@@ -46,7 +46,7 @@ def test_a_grant_is_edited_scoped_and_revoked_with_audit(
         {"actions": ["status"], "scope": "customer=acme and datacenter=a", "approval": "always"},
     )
     assert response.status_code == 302
-    grant = Grant.objects.get(role__name="acme-noc", agent__name="service")
+    grant = Grant.objects.get(group__name="acme-noc", content_object__name="service")
     assert grant.scope == "customer=acme and datacenter=a" and grant.approval == "always"
     assert policy.runnable_actions(acme_operator)["service"] == {"status"}
     event = AuditEvent.objects.filter(kind="grant.changed").latest("pk")
@@ -58,7 +58,7 @@ def test_a_grant_is_edited_scoped_and_revoked_with_audit(
     bad = admin_client.post(url, {"actions": ["status"], "scope": "customer=acme and ("})
     assert bad.status_code == 400 and "scope" in bad.content.decode()
     assert admin_client.post(url, {"revoke": "1"}).status_code == 302
-    assert not Grant.objects.filter(role__name="acme-noc", agent__name="service").exists()
+    assert not Grant.objects.filter(group__name="acme-noc", content_object__name="service").exists()
     assert "service" not in policy.runnable_actions(acme_operator)
     assert AuditEvent.objects.filter(kind="grant.changed").latest("pk").data["after"] is None
 

@@ -15,9 +15,8 @@ from agents.filters import Filter
 from portal.audit.models import AuditEvent
 from portal.jobs import approvals
 from portal.jobs.lifecycle import RUN_JOB_TASK
-from portal.jobs.models import Job
+from portal.jobs.models import Approval, Job
 from portal.jobs.services import submit_job
-from portal.rbac.models import Approval
 from portal.rbac.services import GrantSpec, set_grant, update_role_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)

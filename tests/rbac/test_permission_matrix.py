@@ -36,14 +36,14 @@ from django.urls import reverse
 from agents.filters import Filter
 from portal.accounts.services import issue_token
 from portal.asgi import application
-from portal.audit import kinds
+from portal.audit.kinds import Kind
 from portal.audit.models import AuditEvent
 from portal.jobs import lifecycle, runner
 from portal.jobs.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
-from portal.jobs.models import Job
+from portal.jobs.models import Approval, Job
 from portal.jobs.services import submit_job
 from portal.jobs.validation import parse_filter_text
-from portal.rbac.models import ADMIN_ROLE, MANAGER_ROLE, OPERATOR_ROLE, Approval, Grant
+from portal.rbac.models import ADMIN_ROLE, MANAGER_ROLE, OPERATOR_ROLE, Grant
 from portal.rbac.services import (
     GrantSpec,
     revoke_grant,
@@ -587,7 +587,7 @@ def after_cancel(scene: Scene, user: User, cell: Cell) -> None:
         assert job.cancel_requested and job.cancelled_by == user
     else:
         assert not job.cancel_requested and job.cancelled_by is None
-        assert not AuditEvent.objects.filter(kind=kinds.JOB_CANCEL_REQUESTED).exists()
+        assert not AuditEvent.objects.filter(kind=Kind.JOB_CANCEL_REQUESTED).exists()
 
 
 def after_withdraw(scene: Scene, user: User, cell: Cell) -> None:
@@ -612,7 +612,7 @@ def after_approve(scene: Scene, user: User, cell: Cell) -> None:
 
 
 def after_export(scene: Scene, user: User, cell: Cell) -> None:
-    exported = AuditEvent.objects.filter(kind=kinds.AUDIT_EXPORTED, actor=user.username)
+    exported = AuditEvent.objects.filter(kind=Kind.AUDIT_EXPORTED, actor=user.username)
     assert exported.exists() is (cell.expect is OK)
 
 

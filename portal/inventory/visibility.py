@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agents.filters import Filter
-from portal.rbac.models import Grant
+from portal.rbac.grants import read_grants
 from portal.rbac.policy import (
     User,
     apply_scopes,
@@ -91,12 +91,13 @@ NOTHING = InventoryScope(everything=False)
 def inventory_scope(user: User) -> InventoryScope:
     """Which nodes ``user`` may see (see the module's rules).
 
-    One query for the grant scopes of the user's roles, and, unless one of them is unscoped,
-    one for ``policy.standing``.
+    One query for the grants of the user's roles, and, unless one of them is unscoped, one
+    for ``policy.standing``.
     """
     if not is_active(user):
         return NOTHING
-    scopes = set(Grant.objects.filter(role__user=user).order_by().values_list("scope", flat=True))
+    grants = read_grants(role_ids=user.groups.values_list("id"), with_actions=False)
+    scopes = {grant.scope for grant in grants}
     if any(not scope.strip() for scope in scopes) or standing(user).sees_all_nodes:
         return EVERYTHING
     return InventoryScope(
