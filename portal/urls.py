@@ -2,9 +2,18 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from portal.audit.urls import urlpatterns as audit_urlpatterns
 from portal.inventory.urls import api_urlpatterns as inventory_api_urlpatterns
 from portal.inventory.urls import enrolment_urlpatterns
+from portal.jobs import history
 from portal.jobs.urls import api_urlpatterns
+
+# The audit pages, with the two that join the jobs' replies (served by jobs, the app above).
+audit_pages = [
+    *audit_urlpatterns,
+    path("jobs/<int:job_id>/", history.job_history, name="job"),
+    path("nodes/<str:identity>/", history.node_history, name="node"),
+]
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
@@ -14,7 +23,7 @@ urlpatterns = [
     path("api/", include("portal.targeting.urls")),
     path("inventory/", include("portal.inventory.urls")),
     path("enrolment/", include(enrolment_urlpatterns)),
-    path("audit/", include("portal.audit.urls")),
+    path("audit/", include((audit_pages, "audit"))),
     path("access/", include("portal.rbac.urls")),
     path("brokers/", include("portal.broker.urls")),
     path("", include("portal.jobs.urls")),

@@ -24,7 +24,8 @@ from typing import Any
 # The prev_hash of the very first event.
 GENESIS = "0" * 64
 CHAIN_VERSION = 1
-# Every stored field but id, hash and actor_user (a deleted account nulls the link).
+# Every stored field but id, hash and actor_user (a deleted account nulls the link), in the
+# order the export's columns and the event page show them (the hash sorts keys: order is free).
 HASHED_FIELDS = (
     "at",
     "kind",
@@ -36,13 +37,13 @@ HASHED_FIELDS = (
     "job_id",
     "outcome",
     "summary",
-    "data",
     "nodes",
+    "data",
     "prev_hash",
 )
 
 _NUMBERS = Context(prec=1000)
-_encode_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_encode_string = json.encoder.encode_basestring_ascii
 
 
 def clean_text(value: str, max_length: int | None = None) -> str:

@@ -14,8 +14,8 @@ from typing import Any
 from django.db.models import Case, Count, F, FloatField, Func, IntegerField, Q, Sum, When
 from django.db.models.functions import TruncDate
 
-from portal.audit import kinds
 from portal.audit.filtersets import AuditQueryError, TimelineFilter
+from portal.audit.kinds import Kind
 from portal.audit.querysets import AuditEventQuerySet
 
 MAX_DAYS = 366
@@ -129,7 +129,7 @@ def _nice_max(value: int) -> int:
 def actions_per_day(events: AuditEventQuerySet, first: date, count: int) -> StackedBars:
     """Jobs submitted per day and agent, over ``count`` days from ``first``."""
     rows = (
-        events.filter(kind=kinds.JOB_SUBMITTED)
+        events.filter(kind=Kind.JOB_SUBMITTED)
         .annotate(day=TruncDate("at"))
         .values("day", "agent")
         .annotate(n=Count("id"))
@@ -186,7 +186,7 @@ def failure_rate(events: AuditEventQuerySet, first: date, count: int) -> RateCha
     were interrupted), and the share of targeted nodes that failed or did not answer."""
     failed, silent = CountInData("failed"), CountInData("no_response")
     rows = (
-        events.filter(kind=kinds.JOB_FINISHED)
+        events.filter(kind=Kind.JOB_FINISHED)
         .exclude(outcome__in=NEVER_RAN)
         .annotate(day=TruncDate("at"), n_failed=failed, n_silent=silent)
         .annotate(n_expected=CountInData("expected"))

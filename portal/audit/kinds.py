@@ -4,62 +4,39 @@ from __future__ import annotations
 
 import re
 
-JOB_SUBMITTED = "job.submitted"
-JOB_FINISHED = "job.finished"
-JOB_REFUSED = "job.refused"
-JOB_CANCEL_REQUESTED = "job.cancel_requested"
-JOB_WITHDRAWN = "job.withdrawn"
-ACCESS_DENIED = "access.denied"
-LOGIN = "login"
-LOGOUT = "logout"
-LOGIN_FAILED = "login.failed"
-ROLE_CHANGED = "role.changed"
-GRANT_CHANGED = "grant.changed"
-OPERATOR_ROLES_CHANGED = "operator.roles_changed"
-APPROVAL_REQUESTED = "approval.requested"
-APPROVAL_APPROVED = "approval.approved"
-APPROVAL_REJECTED = "approval.rejected"
-APPROVAL_EXPIRED = "approval.expired"
-NODE_PENDING = "node.pending"
-NODE_ACCEPTED = "node.accepted"
-NODE_REJECTED = "node.rejected"
-NODE_REVOKED = "node.revoked"
-NODE_REKEYED = "node.rekeyed"
-NODE_FORGOTTEN = "node.forgotten"
-NODE_KEY_CONFLICT = "node.key_conflict"
-NODE_REGISTRATIONS_REFUSED = "node.registrations_refused"
-AUDIT_EXPORTED = "audit.exported"
-AUDIT_PRUNED = "audit.pruned"
+from django.db import models
 
-# What the timeline offers in its kind menu, with a label each.
-KNOWN_KINDS: dict[str, str] = {
-    JOB_SUBMITTED: "job submitted",
-    JOB_FINISHED: "job finished",
-    JOB_REFUSED: "job refused",
-    JOB_CANCEL_REQUESTED: "job cancel requested",
-    JOB_WITHDRAWN: "job withdrawn before approval",
-    APPROVAL_REQUESTED: "approval requested",
-    APPROVAL_APPROVED: "approval approved",
-    APPROVAL_REJECTED: "approval rejected",
-    APPROVAL_EXPIRED: "approval expired",
-    LOGIN: "login",
-    LOGOUT: "logout",
-    LOGIN_FAILED: "failed login",
-    ACCESS_DENIED: "access denied",
-    ROLE_CHANGED: "role changed",
-    GRANT_CHANGED: "grant changed",
-    OPERATOR_ROLES_CHANGED: "operator's roles changed",
-    NODE_PENDING: "node pending enrolment",
-    NODE_ACCEPTED: "node accepted",
-    NODE_REJECTED: "node rejected",
-    NODE_REVOKED: "node revoked",
-    NODE_REKEYED: "node re-keyed",
-    NODE_FORGOTTEN: "node forgotten",
-    NODE_KEY_CONFLICT: "node key conflict",
-    NODE_REGISTRATIONS_REFUSED: "registrations refused",
-    AUDIT_EXPORTED: "audit exported",
-    AUDIT_PRUNED: "audit pruned",
-}
+
+class Kind(models.TextChoices):
+    """Every kind the portal records, with the label the timeline's kind menu shows."""
+
+    JOB_SUBMITTED = "job.submitted", "job submitted"
+    JOB_FINISHED = "job.finished", "job finished"
+    JOB_REFUSED = "job.refused", "job refused"
+    JOB_CANCEL_REQUESTED = "job.cancel_requested", "job cancel requested"
+    JOB_WITHDRAWN = "job.withdrawn", "job withdrawn before approval"
+    APPROVAL_REQUESTED = "approval.requested", "approval requested"
+    APPROVAL_APPROVED = "approval.approved", "approval approved"
+    APPROVAL_REJECTED = "approval.rejected", "approval rejected"
+    APPROVAL_EXPIRED = "approval.expired", "approval expired"
+    LOGIN = "login", "login"
+    LOGOUT = "logout", "logout"
+    LOGIN_FAILED = "login.failed", "failed login"
+    ACCESS_DENIED = "access.denied", "access denied"
+    ROLE_CHANGED = "role.changed", "role changed"
+    GRANT_CHANGED = "grant.changed", "grant changed"
+    OPERATOR_ROLES_CHANGED = "operator.roles_changed", "operator's roles changed"
+    NODE_PENDING = "node.pending", "node pending enrolment"
+    NODE_ACCEPTED = "node.accepted", "node accepted"
+    NODE_REJECTED = "node.rejected", "node rejected"
+    NODE_REVOKED = "node.revoked", "node revoked"
+    NODE_REKEYED = "node.rekeyed", "node re-keyed"
+    NODE_FORGOTTEN = "node.forgotten", "node forgotten"
+    NODE_KEY_CONFLICT = "node.key_conflict", "node key conflict"
+    NODE_REGISTRATIONS_REFUSED = "node.registrations_refused", "registrations refused"
+    AUDIT_EXPORTED = "audit.exported", "audit exported"
+    AUDIT_PRUNED = "audit.pruned", "audit pruned"
+
 
 # A kind is lower-case words joined by dots: "login", "job.finished", "approval.expired".
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
@@ -67,10 +44,10 @@ KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
 def kinds_in_group(prefix: str) -> list[str]:
     """The known kinds starting with ``prefix.`` (``job`` -> job.submitted, job.finished)."""
-    return [kind for kind in KNOWN_KINDS if kind.startswith(prefix + ".") or kind == prefix]
+    return [kind for kind in Kind.values if kind.startswith(prefix + ".") or kind == prefix]
 
 
 def kind_groups() -> list[str]:
     """The first words of the known kinds that have more than one kind."""
-    firsts = [kind.split(".", 1)[0] for kind in KNOWN_KINDS]
+    firsts = [kind.split(".", 1)[0] for kind in Kind.values]
     return sorted({first for first in firsts if firsts.count(first) > 1})

@@ -1,6 +1,8 @@
-"""Logins, logouts and failed logins, as django.contrib.auth announces them.
+"""Logins, logouts and failed logins, as django.contrib.auth announces them, and changes of
+roles and grants, as ``portal.rbac.signals`` announces them.
 
-Signals because Django's login views offer no other hook. Each receiver records.
+Signals because Django's login views offer no other hook, and because rbac, below audit,
+imports no app above it. Each receiver records.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 
-from portal.audit import kinds
 from portal.audit.chain import clean_text
+from portal.audit.kinds import Kind
 from portal.audit.services import record_event
+from portal.rbac import signals as rbac_signals
 
 # Which credential names the username; Django has already masked the password's value.
 USERNAME_KEYS = ("username", "email", "login")
@@ -22,7 +25,7 @@ def on_login(
     sender: Any, request: HttpRequest | None, user: AbstractBaseUser, **kwargs: Any
 ) -> None:
     record_event(
-        kinds.LOGIN,
+        Kind.LOGIN,
         actor=user,
         request=request,
         outcome="ok",
@@ -36,7 +39,7 @@ def on_logout(
     if user is None:  # a logout without a session: nobody to record
         return
     record_event(
-        kinds.LOGOUT,
+        Kind.LOGOUT,
         actor=user,
         request=request,
         outcome="ok",
@@ -51,11 +54,42 @@ def on_login_failed(
     tried = next((str(credentials[key]) for key in USERNAME_KEYS if credentials.get(key)), "")
     tried = clean_text(tried, 150)
     record_event(
-        kinds.LOGIN_FAILED,
+        Kind.LOGIN_FAILED,
         actor=tried,
         request=request,
         roles=[],
         outcome="failed",
         summary=f"failed login as {tried!r}" if tried else "failed login without a username",
         data={"username": tried},
+    )
+
+
+# Each rbac change, as the kind the audit history files it under.
+ACCESS_KINDS = {
+    rbac_signals.ROLE: Kind.ROLE_CHANGED,
+    rbac_signals.GRANT: Kind.GRANT_CHANGED,
+    rbac_signals.OPERATOR_ROLES: Kind.OPERATOR_ROLES_CHANGED,
+}
+
+
+def on_access_changed(
+    sender: Any,
+    change: str,
+    actor: AbstractBaseUser | None,
+    request: HttpRequest | None,
+    agent: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    **kwargs: Any,
+) -> None:
+    kind = ACCESS_KINDS[change]
+    state = after or before or {}
+    subject = state.get("role") or state.get("operator", "")
+    record_event(
+        kind,
+        actor=actor,
+        request=request,
+        agent=agent,
+        summary=f"{kind} {subject}".strip(),
+        data={"before": before, "after": after},
     )

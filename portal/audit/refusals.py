@@ -31,8 +31,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from agents.filters import Filter
-from portal.audit import kinds
 from portal.audit.chain import clean_text
+from portal.audit.kinds import Kind
 from portal.audit.models import AuditEvent, RefusalWindow
 from portal.audit.services import record_event
 
@@ -154,7 +154,7 @@ def record_refusal(
         refusal.recorded = True
     try:
         return record_throttled(
-            kinds.JOB_REFUSED,
+            Kind.JOB_REFUSED,
             (
                 user.get_username(),
                 source,
@@ -198,7 +198,7 @@ def record_denial(
     view = clean_text(match.view_name, 150) if match is not None else ""
     detail = clean_text(reason, MAX_DETAIL)
     return record_throttled(
-        kinds.ACCESS_DENIED,
+        Kind.ACCESS_DENIED,
         (user.get_username(), method, path, str(status)),
         actor=user,
         request=request,

@@ -19,8 +19,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import connections, router, transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -35,6 +36,7 @@ from portal.audit.chain import (
     format_at,
     to_json_value,
 )
+from portal.audit.kinds import Kind
 from portal.audit.models import AuditEvent
 from portal.audit.permissions import actor_roles
 
@@ -45,11 +47,11 @@ CHAIN_LOCK_KEY = 0x5357424155444954
 # The session setting the PostgreSQL trigger checks before it lets a DELETE through.
 PRUNE_SETTING = "switchboard.audit_prune"
 # Kinds only this module writes: verification trusts the newest audit.pruned event's anchor.
-RESERVED_KINDS = frozenset({kinds.AUDIT_PRUNED})
+RESERVED_KINDS = frozenset({Kind.AUDIT_PRUNED})
 SYSTEM_ACTOR = ""
 CHUNK = 2000
 
-Actor = AbstractBaseUser | AnonymousUser | str | None
+Actor = User | AnonymousUser | str | None
 
 
 def client_ip(request: HttpRequest | None) -> str:
@@ -70,13 +72,13 @@ def client_ip(request: HttpRequest | None) -> str:
     return clean_text(str(address), 45)
 
 
-def _actor_of(actor: Actor, request: HttpRequest | None) -> tuple[str, AbstractBaseUser | None]:
+def _actor_of(actor: Actor, request: HttpRequest | None) -> tuple[str, User | None]:
     """The username to record and, when it is an account, the account."""
     if isinstance(actor, str):
         return clean_text(actor, 150), None
     if actor is None and request is not None:
         actor = getattr(request, "user", None)
-    if actor is None or not actor.is_authenticated:
+    if actor is None or isinstance(actor, AnonymousUser) or not actor.is_authenticated:
         return SYSTEM_ACTOR, None
     return clean_text(actor.get_username(), 150), actor
 
@@ -143,9 +145,7 @@ def _lock_chain(using: str) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
 
 
-def _append(
-    fields: dict[str, Any], user: AbstractBaseUser | None, empty_prev: str = GENESIS
-) -> AuditEvent:
+def _append(fields: dict[str, Any], user: User | None, empty_prev: str = GENESIS) -> AuditEvent:
     """Link ``fields`` to the chain's head and insert them, under the chain lock.
 
     ``empty_prev`` is the prev_hash when no event is left (pruning deleted them all).
@@ -162,7 +162,9 @@ def _append(
             prev_hash, at = head["hash"], max(now, head["at"])
         fields = {**fields, "at": at, "prev_hash": prev_hash}
         fields["hash"] = event_hash(fields)
-        return AuditEvent.objects.using(using).create(actor_user=user, **fields)
+        # Annotated: AuditEventQuerySet is an unparametrised QuerySet, so create() gives Any.
+        event: AuditEvent = AuditEvent.objects.using(using).create(actor_user=user, **fields)
+        return event
 
 
 # -- verification ------------------------------------------------------------------------------
@@ -190,15 +192,19 @@ def chain_anchor(using: str | None = None) -> tuple[str, int | None]:
     newest ``audit.pruned`` event.
     """
     queryset = AuditEvent.objects.using(using or router.db_for_read(AuditEvent))
-    pruned = queryset.filter(kind=kinds.AUDIT_PRUNED).order_by("-id").values("id", "data").first()
+    pruned = queryset.filter(kind=Kind.AUDIT_PRUNED).order_by("-id").values("id", "data").first()
     if pruned is None:
         return GENESIS, None
     anchor = pruned["data"].get("anchor_hash") if isinstance(pruned["data"], dict) else None
     return (anchor if isinstance(anchor, str) else GENESIS), pruned["id"]
 
 
-def _chain_rows(queryset: Any) -> Iterator[dict[str, Any]]:
-    return queryset.order_by("id").values("id", "hash", *HASHED_FIELDS).iterator(chunk_size=CHUNK)
+def _chain_rows(queryset: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:
+    # Annotated: django-stubs types ``values()`` given a starred field list as Any.
+    rows: Iterator[dict[str, Any]] = (
+        queryset.order_by("id").values("id", "hash", *HASHED_FIELDS).iterator(chunk_size=CHUNK)
+    )
+    return rows
 
 
 def check_chain() -> ChainReport:
@@ -307,7 +313,7 @@ def prune_events(
         "action": "",
         "job_id": None,
         "nodes": [],
-        "kind": kinds.AUDIT_PRUNED,
+        "kind": Kind.AUDIT_PRUNED,
     }
     if last is None:
         anchor, _ = chain_anchor(using)

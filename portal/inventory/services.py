@@ -14,17 +14,17 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
 from agents.protocol import Registration
-from portal.audit import kinds
+from portal.audit.kinds import Kind
 from portal.audit.services import record_event
 from portal.inventory.enrolment import auto_accept_rule
 from portal.inventory.models import Enrolment, Node, RefusedRegistrations
@@ -218,9 +218,9 @@ def _enrol_first_seen(
             logger.info("node %s is pending enrolment (key %s)", reg.identity, item.key_id)
     Enrolment.objects.bulk_create(enrolments)
     for rule, keys in accepted.items():
-        _audit_batch(kinds.NODE_ACCEPTED, "accepted", keys, f"auto-accepted ({rule})", rule=rule)
+        _audit_batch(Kind.NODE_ACCEPTED, "accepted", keys, f"auto-accepted ({rule})", rule=rule)
     if pending:
-        _audit_batch(kinds.NODE_PENDING, "pending", pending, "first registration; pending")
+        _audit_batch(Kind.NODE_PENDING, "pending", pending, "first registration; pending")
     admission.auto_accepted += len(to_record)
     admission.pending += len(pending)
     return to_record
@@ -283,7 +283,7 @@ def _note_conflict(enrolment: Enrolment, item: SealedRegistration, now: datetime
             enrolment.state,
         )
         _audit(
-            kinds.NODE_KEY_CONFLICT,
+            Kind.NODE_KEY_CONFLICT,
             enrolment,
             None,
             None,
@@ -329,7 +329,7 @@ def count_refusals(refused: Counter[str], samples: dict[str, tuple[str, str]]) -
                     last_detail=detail[:300],
                 )
         record_event(
-            kinds.NODE_REGISTRATIONS_REFUSED,
+            Kind.NODE_REGISTRATIONS_REFUSED,
             actor=None,
             outcome="refused",
             summary=", ".join(f"{n} {reason}" for reason, n in sorted(refused.items())),
@@ -353,9 +353,7 @@ def _decide(identity: str, allowed: Iterable[str], verb: str) -> Enrolment:
 
 
 @transaction.atomic
-def accept_node(
-    identity: str, actor: AbstractBaseUser | None, request: HttpRequest | None = None
-) -> Enrolment:
+def accept_node(identity: str, actor: User | None, request: HttpRequest | None = None) -> Enrolment:
     """Trust a pending or rejected node's key: pin it and put the node in the inventory with
     the registration it offered. Audited as ``node.accepted``."""
     enrolment = _decide(identity, (Enrolment.State.PENDING, Enrolment.State.REJECTED), "accept")
@@ -366,27 +364,23 @@ def accept_node(
     enrolment.save()
     if offered:
         record_registrations([_registration_from(enrolment, offered)])
-    _audit(kinds.NODE_ACCEPTED, enrolment, actor, request, "accepted", before=before)
+    _audit(Kind.NODE_ACCEPTED, enrolment, actor, request, "accepted", before=before)
     return enrolment
 
 
 @transaction.atomic
-def reject_node(
-    identity: str, actor: AbstractBaseUser | None, request: HttpRequest | None = None
-) -> Enrolment:
+def reject_node(identity: str, actor: User | None, request: HttpRequest | None = None) -> Enrolment:
     """Refuse a pending node: its registrations under that key are refused from now on.
     Audited as ``node.rejected``."""
     enrolment = _decide(identity, (Enrolment.State.PENDING,), "reject")
     _set_decision(enrolment, Enrolment.State.REJECTED, actor, "rejected by an admin")
     enrolment.save()
-    _audit(kinds.NODE_REJECTED, enrolment, actor, request, "rejected", before="pending")
+    _audit(Kind.NODE_REJECTED, enrolment, actor, request, "rejected", before="pending")
     return enrolment
 
 
 @transaction.atomic
-def revoke_node(
-    identity: str, actor: AbstractBaseUser | None, request: HttpRequest | None = None
-) -> Enrolment:
+def revoke_node(identity: str, actor: User | None, request: HttpRequest | None = None) -> Enrolment:
     """Stop trusting an accepted node: it leaves the inventory, is no longer discovered or
     sent requests, and its replies and registrations are refused. Audited as
     ``node.revoked``; ``forget_node`` lets the identity enrol again."""
@@ -394,14 +388,12 @@ def revoke_node(
     _set_decision(enrolment, Enrolment.State.REVOKED, actor, "revoked by an admin")
     enrolment.save()
     Node.objects.filter(identity=identity).delete()
-    _audit(kinds.NODE_REVOKED, enrolment, actor, request, "revoked", before="accepted")
+    _audit(Kind.NODE_REVOKED, enrolment, actor, request, "revoked", before="accepted")
     return enrolment
 
 
 @transaction.atomic
-def rekey_node(
-    identity: str, actor: AbstractBaseUser | None, request: HttpRequest | None = None
-) -> Enrolment:
+def rekey_node(identity: str, actor: User | None, request: HttpRequest | None = None) -> Enrolment:
     """Trust the conflicting key instead of the pinned one (the node's key was replaced on
     purpose). The node's next registration under it is recorded. Audited as
     ``node.rekeyed`` with both key ids."""
@@ -417,7 +409,7 @@ def rekey_node(
     enrolment.decision = f"re-keyed by an admin (was key {old_key_id})"
     enrolment.save()
     _audit(
-        kinds.NODE_REKEYED,
+        Kind.NODE_REKEYED,
         enrolment,
         actor,
         request,
@@ -428,33 +420,31 @@ def rekey_node(
 
 
 @transaction.atomic
-def forget_node(
-    identity: str, actor: AbstractBaseUser | None, request: HttpRequest | None = None
-) -> None:
+def forget_node(identity: str, actor: User | None, request: HttpRequest | None = None) -> None:
     """Drop a rejected or revoked identity's enrolment, so its next registration starts over
     as pending. Audited as ``node.forgotten``."""
     enrolment = _decide(identity, (Enrolment.State.REJECTED, Enrolment.State.REVOKED), "forget")
-    _audit(kinds.NODE_FORGOTTEN, enrolment, actor, request, "forgotten", before=enrolment.state)
+    _audit(Kind.NODE_FORGOTTEN, enrolment, actor, request, "forgotten", before=enrolment.state)
     enrolment.delete()
 
 
-def _set_decision(
-    enrolment: Enrolment, state: str, actor: AbstractBaseUser | None, how: str
-) -> None:
+def _set_decision(enrolment: Enrolment, state: str, actor: User | None, how: str) -> None:
     enrolment.state = state
     enrolment.decided_by = getattr(actor, "username", "") or ""
     enrolment.decided_at = timezone.now()
     enrolment.decision = how
 
 
-def _registration_from(enrolment: Enrolment, offered: dict[str, object]) -> Registration:
+def _registration_from(enrolment: Enrolment, offered: dict[str, Any]) -> Registration:
+    # ``offered`` is the JSON that _offered() stored in Enrolment.offered: its values come back
+    # untyped from the JSONField.
     return Registration(
         identity=enrolment.identity,
-        collectives=list(offered.get("collectives") or []),  # type: ignore[call-overload]
-        facts=dict(offered.get("facts") or {}),  # type: ignore[call-overload]
-        classes=list(offered.get("classes") or []),  # type: ignore[call-overload]
-        agents=list(offered.get("agents") or []),  # type: ignore[call-overload]
-        msgtime=float(offered.get("msgtime") or 0.0),  # type: ignore[arg-type]
+        collectives=list(offered.get("collectives") or []),
+        facts=dict(offered.get("facts") or {}),
+        classes=list(offered.get("classes") or []),
+        agents=list(offered.get("agents") or []),
+        msgtime=float(offered.get("msgtime") or 0.0),
         public_key=enrolment.public_key,
     )
 
@@ -462,7 +452,7 @@ def _registration_from(enrolment: Enrolment, offered: dict[str, object]) -> Regi
 def _audit(
     kind: str,
     enrolment: Enrolment,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     request: HttpRequest | None,
     summary: str,
     **data: object,

@@ -22,12 +22,10 @@ from portal.inventory.api import BadFilter, node_facts, parse_filter
 from portal.inventory.enrolment import active_rules
 from portal.inventory.models import Enrolment, Node, RefusedRegistrations
 from portal.inventory.pg_regex import UnsupportedFilter
-from portal.jobs.models import Job, NodeReply
+from portal.inventory.visibility import inventory_scope, visible_nodes
 from portal.rbac.policy import may_administer
-from portal.rbac.visibility import inventory_scope, visible_nodes
 
 PAGE_SIZE = 50
-JOBS_ON_NODE_PAGE = 50
 DEFAULT_COLUMNS = ["customer", "role", "datacenter"]
 # Offered by the column picker; any fact name may be typed.
 COMMON_COLUMNS = [
@@ -75,7 +73,7 @@ def node_list(request: HttpRequest) -> HttpResponse:
 
     Keyset paging on the unique ``identity``: one SELECT of PAGE_SIZE + 1 rows per page and
     no COUNT, so page 2,000 of 100,000 nodes costs what page 1 does. Only the nodes the user
-    may see are listed (``portal.rbac.visibility``); when that is a scope, the page says so
+    may see are listed (``portal.inventory.visibility``); when that is a scope, the page says so
     and how many nodes inside it match (one COUNT, bounded by the scope).
     """
     text = request.GET.get("q", "")
@@ -141,7 +139,7 @@ def node_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def node_detail(request: HttpRequest, identity: str) -> HttpResponse:
-    """One node's registration, facts and the user's recent jobs on it.
+    """One node's registration, facts and (the jobs app's section) the user's recent jobs on it.
 
     A node outside what the user may see answers 404, as one that does not exist does.
     """
@@ -153,13 +151,6 @@ def node_detail(request: HttpRequest, identity: str) -> HttpResponse:
     if node is None:
         context = {"identity": identity, "missing": True}
         return render(request, "inventory/node_detail.html", context, status=404)
-    replies = (
-        NodeReply.objects.filter(
-            identity=node.identity, job__in=Job.objects.visible_to(request.user).values("pk")
-        )
-        .select_related("job")
-        .order_by("-job_id")[:JOBS_ON_NODE_PAGE]
-    )
     context = {
         "node": node,
         "enrolment": Enrolment.objects.filter(identity=node.identity).first(),
@@ -167,7 +158,6 @@ def node_detail(request: HttpRequest, identity: str) -> HttpResponse:
         "node_actions": [("revoke", "Revoke", "secondary")],
         "conflict_actions": [("rekey", "Re-key", "secondary")],
         "facts": sorted(node.facts.items()) if isinstance(node.facts, dict) else [],
-        "replies": list(replies),
     }
     return render(request, "inventory/node_detail.html", context)
 

@@ -25,14 +25,14 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
 from agents.protocol import Reply
-from portal.audit import kinds
+from portal.audit.kinds import Kind
 from portal.audit.services import record_event
 from portal.celery import app as celery_app
 from portal.jobs.models import UNFINISHED_STATES, Job, NodeReply
@@ -217,7 +217,7 @@ def cancel_requested(job: Job) -> bool:
 # -- stopping ------------------------------------------------------------------------------------
 
 
-def cancel(job: Job, user: AbstractBaseUser, request: HttpRequest | None = None) -> Job:
+def cancel(job: Job, user: User, request: HttpRequest | None = None) -> Job:
     """Ask a queued or running job to stop, recorded as ``job.cancel_requested``.
 
     A queued job is cancelled at once, before anything is sent. A running one stops sending
@@ -248,7 +248,7 @@ def cancel(job: Job, user: AbstractBaseUser, request: HttpRequest | None = None)
                 job.refresh_from_db()
                 return job
         record_event(
-            kinds.JOB_CANCEL_REQUESTED,
+            Kind.JOB_CANCEL_REQUESTED,
             actor=user,
             request=request,
             agent=job.agent,
@@ -270,7 +270,7 @@ def cancel(job: Job, user: AbstractBaseUser, request: HttpRequest | None = None)
 def cancelled_while_running(job: Job) -> Job:
     """The runner saw the cancel request: end the job saying who stopped it and where."""
     job.refresh_from_db()
-    who = job.cancelled_by.get_username() if job.cancelled_by_id else "someone"
+    who = job.cancelled_by.get_username() if job.cancelled_by is not None else "someone"
     if job.batches_sent == 0:
         where = "before anything was sent"
     elif job.waiting_until is not None:
@@ -292,9 +292,7 @@ def finish(job: Job, status: str, error: str = "") -> Job:
     return _close(job, error)
 
 
-def end_before_running(
-    job: Job, status: str, error: str, cancelled_by: AbstractBaseUser | None = None
-) -> Job:
+def end_before_running(job: Job, status: str, error: str, cancelled_by: User | None = None) -> Job:
     """End a job waiting for approval (rejected, expired, withdrawn by ``cancelled_by``):
     nothing was sent."""
     now = timezone.now()
@@ -319,7 +317,7 @@ def _close(job: Job, error: str) -> Job:
     job.save(update_fields=["no_response", "not_sent", "error", "finished_at"])
     counts = job_counts(job)
     record_event(
-        kinds.JOB_FINISHED,
+        Kind.JOB_FINISHED,
         actor=job.created_by,
         agent=job.agent,
         action=job.action,
@@ -331,7 +329,9 @@ def _close(job: Job, error: str) -> Job:
             "counts": counts,
             "error": error,
             "batches": {"planned": job.batch_count, "sent": job.batches_sent},
-            "cancelled_by": job.cancelled_by.get_username() if job.cancelled_by_id else None,
+            "cancelled_by": (
+                job.cancelled_by.get_username() if job.cancelled_by is not None else None
+            ),
             "duration": (
                 (job.finished_at - job.started_at).total_seconds() if job.started_at else None
             ),

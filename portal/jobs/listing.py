@@ -26,13 +26,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.utils import timezone
 
 from portal.jobs.catalog import available_agents
 from portal.jobs.models import Job
 from portal.jobs.querysets import JobQuerySet
-from portal.rbac.policy import roles_of
+from portal.rbac.policy import User, roles_of
 
 PAGE_SIZE = 50
 # The API's page when it asks for no ``limit``: the 100 jobs it answered before it paged.
@@ -56,8 +55,6 @@ _FALSE = frozenset({"", "0", "false", "off", "no"})
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 # Control characters never appear in a reason, and NUL cannot be sent to PostgreSQL.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-User = AbstractBaseUser | AnonymousUser
 
 
 class ListFilterError(ValueError):

@@ -65,7 +65,7 @@ def job_summary(job: Job) -> dict[str, Any]:
         "status": job.status,
         "error": job.error,
         "cancel_requested": job.cancel_requested,
-        "cancelled_by": job.cancelled_by.get_username() if job.cancelled_by_id else None,
+        "cancelled_by": job.cancelled_by.get_username() if job.cancelled_by is not None else None,
         "cancelled_at": job.cancelled_at.isoformat() if job.cancelled_at else None,
         "discovery_method": job.discovery_method,
         "options": job.options,
@@ -77,7 +77,7 @@ def job_summary(job: Job) -> dict[str, Any]:
         "no_response": job.no_response,
         "not_sent": job.not_sent,
         "approval": approval_state(job),
-        "created_at": job.created_at.isoformat() if job.created_at else None,
+        "created_at": job.created_at.isoformat(),  # set when the job is stored
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
     }
 

@@ -22,7 +22,7 @@ from rest_framework.authtoken.models import Token
 
 from agents.filters import Filter
 from agents.protocol import Registration
-from portal.audit import kinds
+from portal.audit.kinds import Kind
 from portal.audit.models import AuditEvent, RefusalWindow
 from portal.inventory.services import record_registrations
 from portal.jobs.catalog import JobForbidden
@@ -158,7 +158,7 @@ def test_a_refused_job_is_one_event_on_every_path(
     how, source, permitted_status = PATHS[path]
     user = make_user(attempt.role)
     status = how(user, attempt)
-    refused = events(kinds.JOB_REFUSED)
+    refused = events(Kind.JOB_REFUSED)
     if attempt.refusal is None:
         assert status == permitted_status
         assert refused == []
@@ -187,7 +187,7 @@ def test_a_refused_job_is_one_event_on_every_path(
     # The form and the API pass their request: the address is known; the CLI has none.
     assert event.source_ip == ("" if path == "cli" else "127.0.0.1")
     # Already on the record with more detail: the 403 is not recorded a second time.
-    assert events(kinds.ACCESS_DENIED) == []
+    assert events(Kind.ACCESS_DENIED) == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -195,7 +195,7 @@ def test_the_refusal_is_committed_on_its_own_never_lost_with_a_callers_rollback(
     manager = make_user("manager")
     with pytest.raises(JobForbidden):
         plan_job(manager, "rpcutil", "ping", Filter(), source=Job.Source.API)
-    assert len(events(kinds.JOB_REFUSED)) == 1  # committed: no test transaction around it
+    assert len(events(Kind.JOB_REFUSED)) == 1  # committed: no test transaction around it
     # Inside a caller's transaction the refusal would roll back with it: refused loudly.
     with pytest.raises(RuntimeError, match="durable"), transaction.atomic():
         plan_job(manager, "rpcutil", "ping", Filter(), source=Job.Source.API)
@@ -212,7 +212,7 @@ def test_validation_errors_are_answered_not_recorded(queued_tasks) -> None:
     ):
         response = client.post("/api/jobs/", payload, content_type="application/json")
         assert response.status_code == 400
-    assert events(kinds.JOB_REFUSED) == [] and events(kinds.ACCESS_DENIED) == []
+    assert events(Kind.JOB_REFUSED) == [] and events(Kind.ACCESS_DENIED) == []
 
 
 @pytest.mark.django_db
@@ -222,7 +222,7 @@ def test_the_requesters_text_is_bounded(queued_tasks) -> None:
     long_filter = " ".join(f"identity:node-{n:05d}" for n in range(400))  # 7,999 chars
     with pytest.raises(JobForbidden):
         plan_job(manager, "rpcutil", "ping", Filter(), filter_text=long_filter)
-    (event,) = events(kinds.JOB_REFUSED)
+    (event,) = events(Kind.JOB_REFUSED)
     assert len(event.data["filter"]) == 4096 and event.data["filter_truncated"] is True
     assert len(event.summary) <= 2000
 
@@ -274,7 +274,7 @@ def test_a_denied_page_or_api_call_is_an_event(visit: Visit) -> None:
         client.force_login(user)
     response = client.generic(visit.method, visit.path, REMOTE_ADDR="192.0.2.7")
     assert response.status_code == visit.status
-    denied = events(kinds.ACCESS_DENIED)
+    denied = events(Kind.ACCESS_DENIED)
     if not visit.recorded:
         assert denied == []
         return
@@ -301,10 +301,10 @@ def test_a_logged_in_csrf_failure_is_recorded_an_anonymous_one_is_not() -> None:
     operator = make_user("operator")
     strict = Client(enforce_csrf_checks=True)
     assert strict.post("/login/", {"username": "x", "password": "y"}).status_code == 403
-    assert events(kinds.ACCESS_DENIED) == []
+    assert events(Kind.ACCESS_DENIED) == []
     strict.force_login(operator)
     assert strict.post("/jobs/new/", {"agent_action": "rpcutil.ping"}).status_code == 403
-    (event,) = events(kinds.ACCESS_DENIED)
+    (event,) = events(Kind.ACCESS_DENIED)
     assert (event.actor, event.data["method"], event.data["path"]) == (
         "acmeop",
         "POST",
@@ -320,7 +320,7 @@ def test_the_body_and_query_string_are_never_recorded() -> None:
     long_path = "/audit/nodes/" + "n" * 400 + "/"
     client.post("/access/?token=secret-in-query", {"password": "secret-in-body"})
     client.get(long_path)
-    first, second = events(kinds.ACCESS_DENIED)
+    first, second = events(Kind.ACCESS_DENIED)
     assert "secret" not in str(first.data) + first.summary
     assert first.data["path"] == "/access/"
     assert len(second.data["path"]) == 255 and second.data["path_truncated"] is True
@@ -341,17 +341,17 @@ def test_a_hammered_forbidden_url_is_one_event_a_minute_with_the_repeats_counted
     client.force_login(operator)
     for _ in range(5):
         assert client.get("/audit/").status_code == 403
-    first = events(kinds.ACCESS_DENIED)
+    first = events(Kind.ACCESS_DENIED)
     assert len(first) == 1
     # Another path, status or user is another key.
     client.get("/access/")
     other = Client()
     other.force_login(manager)
     other.get("/access/")
-    assert len(events(kinds.ACCESS_DENIED)) == 3
+    assert len(events(Kind.ACCESS_DENIED)) == 3
     expire_windows()
     client.get("/audit/")
-    latest = events(kinds.ACCESS_DENIED)[-1]
+    latest = events(Kind.ACCESS_DENIED)[-1]
     assert latest.data["path"] == "/audit/"
     assert latest.data["earlier_repeats"] == 4 and latest.data["previous_event"] == first[0].pk
     # The repeats are counted from the new event on.
@@ -373,12 +373,12 @@ def test_repeated_identical_job_refusals_are_folded_different_ones_are_not(queue
     for _ in range(3):
         post("customer=acme")
     post("customer=globex")  # a different attempt: its own event
-    refused = events(kinds.JOB_REFUSED)
+    refused = events(Kind.JOB_REFUSED)
     assert [event.data["filter"] for event in refused] == ["customer=acme", "customer=globex"]
     expire_windows()
     post("customer=acme")
-    assert events(kinds.JOB_REFUSED)[-1].data["earlier_repeats"] == 2
-    assert events(kinds.ACCESS_DENIED) == []  # folded repeats are still job refusals
+    assert events(Kind.JOB_REFUSED)[-1].data["earlier_repeats"] == 2
+    assert events(Kind.ACCESS_DENIED) == []  # folded repeats are still job refusals
 
 
 # -- cancel ---------------------------------------------------------------------------------------
@@ -400,7 +400,7 @@ def test_a_cancel_records_who_asked(fleet: list[str], status: str, queued_tasks)
     job = submitted_job(make_user("admin"), status)
     canceller = User.objects.create_superuser("root2", password="pw-root2-123")
     cancel_job(job, canceller)
-    (event,) = events(kinds.JOB_CANCEL_REQUESTED)
+    (event,) = events(Kind.JOB_CANCEL_REQUESTED)
     assert (event.actor, event.job_id, event.agent, event.action) == (
         "root2", job.pk, "rpcutil", "ping",
     )  # fmt: skip
@@ -408,7 +408,7 @@ def test_a_cancel_records_who_asked(fleet: list[str], status: str, queued_tasks)
     assert event.data == {"status": status}
     if status == Job.Status.QUEUED:
         # Asked, then finished: in that order in the history.
-        (finished,) = events(kinds.JOB_FINISHED)
+        (finished,) = events(Kind.JOB_FINISHED)
         assert finished.pk > event.pk and finished.outcome == "cancelled"
 
 
@@ -418,7 +418,7 @@ def test_cancelling_a_finished_job_changes_nothing_and_records_nothing(
 ) -> None:
     job = submitted_job(make_user("admin"), Job.Status.COMPLETED)
     cancel_job(job, job.created_by)
-    assert events(kinds.JOB_CANCEL_REQUESTED) == []
+    assert events(Kind.JOB_CANCEL_REQUESTED) == []
 
 
 # -- the export by API token ----------------------------------------------------------------------
@@ -433,7 +433,7 @@ def test_a_manager_exports_with_a_token_and_it_is_recorded() -> None:
     assert response.status_code == 200
     assert response.streaming
     lines = b"".join(response.streaming_content).decode().splitlines()
-    (exported,) = events(kinds.AUDIT_EXPORTED)
+    (exported,) = events(Kind.AUDIT_EXPORTED)
     assert exported.actor == "mgr" and exported.data["format"] == "jsonl"
     # Every event up to the newest before the export, as with a session.
     assert len(lines) == AuditEvent.objects.filter(id__lt=exported.pk).count() > 0
@@ -463,10 +463,10 @@ def test_the_export_refuses_bad_tokens_and_non_managers(who: str, header: str, s
     client = Client(HTTP_AUTHORIZATION=header) if header else Client()
     response = client.get("/audit/export.csv")
     assert response.status_code == status
-    assert events(kinds.AUDIT_EXPORTED) == []
+    assert events(Kind.AUDIT_EXPORTED) == []
     if status == 401:
         assert response["WWW-Authenticate"] == "Token"
-    denied = events(kinds.ACCESS_DENIED)
+    denied = events(Kind.ACCESS_DENIED)
     if status == 403:
         (event,) = denied
         assert (event.actor, event.data["path"], event.data["view"]) == (
@@ -479,15 +479,11 @@ def test_the_export_refuses_bad_tokens_and_non_managers(who: str, header: str, s
 @pytest.mark.integration
 def test_the_export_by_token_over_http_on_the_embedded_portal(tmp_path: Path) -> None:
     """The same, with a real HTTP client against the ASGI server (streamed under ASGI)."""
-    from portal.core import stack
+    from harness.stacks import embedded_portal
     from portal.core.supervisor import Supervisor
-    from tests.integration.harness import free_port, start_portal
 
     with Supervisor(tmp_path / "logs") as sup:
-        broker_port = free_port()
-        stack.start_embedded_broker(sup, "127.0.0.1", broker_port)
-        env = {"STOMP_BROKERS": f"127.0.0.1:{broker_port}", "REDIS_URL": ""}
-        portal = start_portal(sup, tmp_path, env, users=("manager", "noc"))
+        portal = embedded_portal(sup, tmp_path, users=("manager", "noc"))
         noc_token = portal.manage("issue_token", "noc").strip()
         url = f"{portal.base_url}/audit/export.jsonl"
 
