@@ -259,6 +259,16 @@ def _load_object(text: str | bytes, kind: str) -> dict[str, Any]:
     return obj
 
 
+def is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate: no UTF-8 store, log or JSON answer can
+    take it (the node, the portal's validation and the stores all ask here)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_text(value: Any, kind: str) -> None:
     """Refuse a lone surrogate anywhere in the message (JSON's ``"\\ud800"`` decodes to one):
     such a string is not Unicode, cannot be written as UTF-8 to a log or a database, and would
@@ -267,12 +277,10 @@ def check_text(value: Any, kind: str) -> None:
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
+            if not is_unicode(item):
                 raise ProtocolError(
                     f"{kind} holds a string that is not valid Unicode (a lone surrogate)"
-                ) from None
+                )
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
@@ -314,10 +322,11 @@ def _decode(cls: type[E], text: str | bytes) -> E:
             )
         if isinstance(value, float) and not math.isfinite(value):
             raise ProtocolError(f"{kind} field {f.name!r} must be finite")
-        if f.name in _NAME_FIELDS and not NAME_RE.fullmatch(value):
+        if f.name in _NAME_FIELDS and not (isinstance(value, str) and NAME_RE.fullmatch(value)):
             raise ProtocolError(f"{kind} field {f.name!r} has an invalid name {value!r}")
         if (cls, f.name) in _IDENTITY_FIELDS and (problem := identity_problem(value)):
-            shown = value if len(value) <= 80 else value[:80] + "..."
+            text = str(value)  # a str already: identity_problem refuses anything else
+            shown = text if len(text) <= 80 else text[:80] + "..."
             raise IdentityError(f"{kind} field {f.name!r}: identity {shown!r} {problem}")
         kwargs[f.name] = value
     # Unknown extra fields are ignored on purpose: a later minor addition (a signature

@@ -85,6 +85,12 @@ class NodeQuerySet(models.QuerySet):
             return self.all()
         return self.filter(collective_q(name, connections[self.db].vendor))
 
+    def targeted_by(self, target: Filter, collective: str | None) -> NodeQuerySet:
+        """The nodes a job's filter addresses in the inventory: those of its collective that
+        match. The one query behind a plan's count and preview and the runner's inventory
+        discovery (each adds ``fresh()``; the plan also counts ``stale()``)."""
+        return self.of_collective(collective).matching(target)
+
     def stale(self) -> NodeQuerySet:
         """Nodes not heard from for ``SWITCHBOARD_NODE_STALE_AFTER`` seconds."""
         return self.filter(last_seen__lt=timezone.now() - stale_after())

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Count
 from django.http import HttpRequest
 
@@ -54,7 +54,7 @@ class TargetEstimate:
 class JobPlan:
     """A request checked and counted, ready to confirm and to store."""
 
-    user: AbstractBaseUser
+    user: User
     agent: str
     action: str
     action_ddl: ActionDDL
@@ -156,7 +156,7 @@ class JobPlan:
 
 
 def plan_job(
-    user: AbstractBaseUser,
+    user: User,
     agent: str,
     action: str,
     job_filter: Filter,
@@ -208,7 +208,7 @@ def plan_job(
 
 
 def _permit(
-    user: AbstractBaseUser,
+    user: User,
     agent: str,
     action: str,
     job_filter: Filter,
@@ -243,7 +243,7 @@ def _permit(
 
 
 def _scoped_filter_problem(
-    user: AbstractBaseUser, agent: str, action: str, job_filter: Filter, exc: FilterSyntaxError
+    user: User, agent: str, action: str, job_filter: Filter, exc: FilterSyntaxError
 ) -> str:
     """What to tell an operator whose filter is refused once their scope is ANDed to it."""
     try:
@@ -271,8 +271,7 @@ def estimate_targets(
     inventory is what the nodes last registered.
     """
     try:
-        in_collective = Node.objects.of_collective(options.target_collective)
-        matched = in_collective.matching(permit.effective_filter)
+        matched = Node.objects.targeted_by(permit.effective_filter, options.target_collective)
         if options.limit:
             # The seeded choice needs the identities; the counts follow from the chosen few.
             rows = dict(matched.fresh().values_list("identity", "facts__datacenter"))
@@ -295,7 +294,9 @@ def estimate_targets(
         stale = matched.stale().count()
         typed = None
         if permit.scopes and typed_filter is not None:
-            typed = in_collective.matching(typed_filter).fresh().count()
+            typed = (
+                Node.objects.targeted_by(typed_filter, options.target_collective).fresh().count()
+            )
     except UnsupportedFilter as exc:
         raise JobRequestError({"filter": str(exc)}) from exc
     return TargetEstimate(
@@ -323,8 +324,7 @@ def planned_nodes(plan: JobPlan, limit: int = 5) -> list[dict[str, Any]]:
     with the facts the filter names, for the form's live count (one query)."""
     names = filter_fact_names(plan.typed_filter)
     nodes = (
-        Node.objects.of_collective(plan.options.target_collective)
-        .matching(plan.effective_filter)
+        Node.objects.targeted_by(plan.effective_filter, plan.options.target_collective)
         .fresh()
         .order_by("identity")
         .only("identity", "facts", "last_seen")[:limit]

@@ -88,7 +88,7 @@ def run_job(job_id: int, on_progress: ProgressCallback | None = None) -> Job | N
 def _discover_and_collect(
     job: Job, gateway: BrokerGateway, progress: Callable[[Sequence[NodeReply]], None]
 ) -> None:
-    options = ExecutionOptions(**job.options) if job.options else ExecutionOptions.default()
+    options = ExecutionOptions.parse(job.options)
     caller = Caller(
         callerid=f"user={job.created_by.get_username()}",
         # The caller's roles travel in the signed request, for the nodes' own policy files.
@@ -141,7 +141,7 @@ def _discover_and_collect(
         collector.flush()
         if not finished_wait:
             break  # cancelled while waiting: its silent nodes are settled by finish
-        lifecycle.settle_batch(job, set(batch) - collector.seen)
+        lifecycle.settle_batch(job, set(batch) - collector.answered)
         progress(())
     if cancel_requested(job):
         lifecycle.cancelled_while_running(job)
@@ -161,10 +161,7 @@ def discover_from_inventory(job_filter: Filter, collective: str | None = None) -
     """Identities of the fresh inventory nodes the filter matches, read from the database;
     only the members of ``collective`` when it is a sub-collective."""
     return sorted(
-        Node.objects.matching(job_filter)
-        .fresh()
-        .of_collective(collective)
-        .values_list("identity", flat=True)
+        Node.objects.targeted_by(job_filter, collective).fresh().values_list("identity", flat=True)
     )
 
 
@@ -207,7 +204,8 @@ def _pause(job: Job, seconds: float) -> bool:
 
 
 class _Collector:
-    """Collects one job's replies: checks signatures, drops repeats, flushes in frames."""
+    """Collects one job's replies: checks who sent them and their signatures, and flushes them
+    in frames to ``lifecycle.record_replies`` (which keeps one reply per node)."""
 
     def __init__(
         self,
@@ -220,7 +218,7 @@ class _Collector:
         self.targets = targets
         self.progress = progress
         self.keys = keys
-        self.seen: set[str] = set()
+        self.answered: set[str] = set()  # targets that replied: the wait ends when all have
         self.pending: list[Reply] = []
         self.verified: set[str] = set()
         self.dropped = 0
@@ -256,7 +254,7 @@ class _Collector:
             if received is not None:
                 self.accept(received)
             now = time.monotonic()
-            done = expected <= self.seen
+            done = expected <= self.answered
             if self.pending and (done or now >= self.next_flush):
                 self.flush()
             if done:
@@ -303,11 +301,7 @@ class _Collector:
             )
             self.dropped += 1
             return
-        if identity in self.seen:
-            logger.warning("job %s: dropped a second reply from %s", self.job.pk, identity)
-            self.dropped += 1
-            return
-        self.seen.add(identity)
+        self.answered.add(identity)
         self.verified.add(identity)
         self.pending.append(received.reply)
 
@@ -317,10 +311,14 @@ class _Collector:
         if now >= self.next_beat:
             beat(self.job)
             self.next_beat = now + HEARTBEAT_INTERVAL
-        lifecycle.record_dropped(self.job, self.dropped)
-        self.dropped = 0
+        rows: list[NodeReply] = []
         if self.pending:
             rows = lifecycle.record_replies(self.job, self.pending, self.verified)
+            # record_replies keeps one reply per node: the repeats it left out were dropped.
+            self.dropped += len(self.pending) - len(rows)
             self.pending = []
+        lifecycle.record_dropped(self.job, self.dropped)
+        self.dropped = 0
+        if rows:
             self.progress(rows)
         self.next_flush = time.monotonic() + settings.SWITCHBOARD_FLUSH_INTERVAL

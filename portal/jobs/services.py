@@ -12,12 +12,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.http import HttpRequest
 
 from agents.filters import Filter
-from portal.audit import kinds
+from portal.audit.kinds import Kind
 from portal.audit.services import record_event
 from portal.jobs import approvals, lifecycle
 from portal.jobs.catalog import available_agents
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 def submit_job(
     *,
-    user: AbstractBaseUser,
+    user: User,
     agent: str,
     action: str,
     inputs: dict[str, Any],
@@ -60,7 +60,7 @@ def submit_job(
             request=request,
         )  # fmt: skip
     plan.require_targets(request)
-    reason = check_reason(user, reason, plan.action_ddl.changes_node)
+    reason = check_reason(reason, plan.rules)
     return store_job(plan, reason=reason, dispatch=dispatch, request=request)
 
 
@@ -90,7 +90,7 @@ def store_job(
         )
         job.roles.set(plan.user.groups.all())
         record_event(
-            kinds.JOB_SUBMITTED,
+            Kind.JOB_SUBMITTED,
             actor=plan.user,
             request=request,
             agent=plan.agent,
@@ -120,7 +120,7 @@ def store_job(
     return job
 
 
-def cancel_job(job: Job, user: AbstractBaseUser, request: HttpRequest | None = None) -> Job:
+def cancel_job(job: Job, user: User, request: HttpRequest | None = None) -> Job:
     """Stop a job: withdraw it while it waits for approval, cancel it once queued or running.
 
     The caller checks ``policy.may_cancel``. A finished job is returned unchanged.

@@ -7,12 +7,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
-
 from agents.ddl import ActionDDL, InputValidationError
 from agents.filters import Filter, FilterSyntaxError, parse_fact_term
+from agents.protocol.envelope import is_unicode
 from portal.jobs.catalog import JobRequestError
-from portal.rbac.policy import confirmation_rules
+from portal.rbac.policy import ConfirmationRules
 
 # How deep lists and objects may nest in a job's inputs and options. No DDL input takes more
 # than a flat value; the bound keeps recursive code (JSON encoders, reprs, the audit's
@@ -33,7 +32,7 @@ def build_filter(
     if any("\x00" in part for part in parts_text):
         # PostgreSQL cannot store or compare text with NUL in it: refused here, not a 500.
         raise JobRequestError({"filter": "a filter cannot contain a NUL character"})
-    if any(_has_lone_surrogate(part) for part in parts_text):
+    if any(not is_unicode(part) for part in parts_text):
         raise JobRequestError({"filter": LONE_SURROGATE})
     try:
         fact_terms = [parse_fact_term(term) for term in facts]
@@ -64,15 +63,6 @@ LONE_SURROGATE = (
 )
 
 
-def _has_lone_surrogate(text: str) -> bool:
-    """True for text no UTF-8 store or JSON answer can hold (SQLite and the renderer raise)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def _value_problem(value: Any) -> str | None:
     """Why a request value cannot be stored and sent as JSON, or ``None`` when it can.
 
@@ -84,7 +74,7 @@ def _value_problem(value: Any) -> str | None:
         if isinstance(item, str):
             if "\x00" in item:
                 return "cannot contain a NUL character"
-            if _has_lone_surrogate(item):
+            if not is_unicode(item):
                 return LONE_SURROGATE
         elif isinstance(item, float) and not math.isfinite(item):
             return "must be a finite number (JSON has no infinity or NaN)"
@@ -126,15 +116,16 @@ def validate_inputs(action_ddl: ActionDDL, inputs: dict[str, Any]) -> dict[str, 
         raise JobRequestError({f"inputs.{name}": msg for name, msg in exc.errors.items()}) from exc
 
 
-def check_reason(user: AbstractBaseUser, reason: str, changes_node: bool = False) -> str:
-    """The reason or ticket, stripped; ``JobRequestError`` when none is given and the policy
-    asks for one (the role does, or the action changes the nodes)."""
+def check_reason(reason: str, rules: ConfirmationRules) -> str:
+    """The reason or ticket, stripped; ``JobRequestError`` when it cannot be stored, or none
+    is given and the policy's ``rules`` ask for one (the role does, or the action changes the
+    nodes). The one check of a reason, for the confirmation page and ``submit_job``."""
     reason = reason.strip()
     if "\x00" in reason:
         raise JobRequestError({"reason": "cannot contain a NUL character"})
-    if _has_lone_surrogate(reason):
+    if not is_unicode(reason):
         raise JobRequestError({"reason": LONE_SURROGATE})
-    if missing := confirmation_rules(user, changes_node).reason_error(reason):
+    if missing := rules.reason_error(reason):
         raise JobRequestError({"reason": missing})
     if len(reason) > 500:
         raise JobRequestError({"reason": "at most 500 characters"})
