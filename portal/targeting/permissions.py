@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import Group, User
 
+from portal.rbac.policy import is_admin
 from portal.targeting.models import SavedFilter
 
 
@@ -16,8 +17,9 @@ class SavedFilterPolicy:
 
     @staticmethod
     def shareable_roles(user: User) -> list[Group]:
-        """The roles ``user`` may share a filter with: their own, or any for a superuser."""
-        groups = Group.objects.all() if user.is_superuser else user.groups.all()
+        """The roles ``user`` may share a filter with: their own, or any for an admin (as the
+        policy defines one: a superuser or a member of the ``admin`` role)."""
+        groups = Group.objects.all() if is_admin(user) else user.groups.all()
         return list(groups.order_by("name"))
 
     @staticmethod

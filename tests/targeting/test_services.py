@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import AnonymousUser, Group
+from django.contrib.auth.models import AnonymousUser, Group, User
 
 from portal.targeting.models import SavedFilter
 from portal.targeting.services import (
@@ -136,6 +136,16 @@ def test_shareable_roles(alice, bob, carol, root):
     assert shareable_roles(carol) == []
     everyone = sorted(Group.objects.values_list("name", flat=True))
     assert [g.name for g in shareable_roles(root)] == everyone
+
+
+def test_a_member_of_the_admin_role_shares_as_a_superuser_does(alice: User) -> None:
+    # One definition of an admin (rbac.policy): the admin role counts as a superuser does.
+    admin = User.objects.create_user("ada", password="pw-ada-123")
+    admin.groups.add(Group.objects.get_or_create(name="admin")[0])
+    everyone = sorted(Group.objects.values_list("name", flat=True))
+    assert [g.name for g in shareable_roles(admin)] == everyone
+    save_filter(admin, "for dbas", "role=db", shared_with="dba")
+    assert names(alice) == ["for dbas"]
 
 
 def test_only_the_owner_deletes(alice, bob):
