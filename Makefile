@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo test lint format install brokers-up brokers-down clean
+.PHONY: help demo test test-fast lint format install brokers-up brokers-down clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,9 +15,18 @@ demo: $(STAMP)  ## Set up and run everything on 127.0.0.1 (embedded profile); Ct
 test: $(STAMP)  ## Run the whole test suite (set SWITCHBOARD_REQUIRE_SERVICES=1 to fail, not skip)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff lint and format check
+# The unit tier: no broker (not even the embedded one), no PostgreSQL, Redis, browser or
+# worker process; SQLite and in-memory channels, two processes at once.
+FAST_MARKERS := not (integration or browser or activemq or postgres or redis or faults or netns)
+
+test-fast: $(STAMP)  ## Run the unit tier only (no real services; about a minute and a half)
+	env -u DATABASE_URL -u REDIS_URL -u STOMP_BROKERS $(PY) -m pytest -n 2 -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff lint and format check, the import contracts, the type check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 format: $(STAMP)  ## Format the code with ruff
 	$(VENV)/bin/ruff check --fix .

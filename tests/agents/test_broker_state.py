@@ -19,6 +19,9 @@ from agents.protocol.security import TrustedKeys
 
 LOGIN, PASSCODE = "node", "node-pw"
 
+# A real STOMP broker on a real socket, in this process.
+pytestmark = pytest.mark.integration
+
 
 def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout

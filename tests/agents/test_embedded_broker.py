@@ -6,6 +6,7 @@ import queue
 import time
 from typing import Any
 
+import pytest
 import stomp
 
 from agents.embedded_broker import EmbeddedBroker, HeartbeatTolerantFrameBuffer
@@ -46,6 +47,7 @@ class _Inbox(stomp.ConnectionListener):
         self.messages.put(frame.body)
 
 
+@pytest.mark.integration
 def test_frames_sent_after_heartbeats_are_delivered() -> None:
     with EmbeddedBroker() as broker:
         inbox = _Inbox()

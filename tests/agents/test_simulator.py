@@ -96,6 +96,7 @@ def test_raise_file_limit_stops_at_the_hard_limit():
 
 
 @pytest.mark.integration
+@pytest.mark.integration
 def test_processes_run_one_fleet_that_answers_and_stops_together():
     """--processes 2: both shards' nodes answer one broadcast; SIGTERM ends every process."""
     with EmbeddedBroker() as broker:

@@ -166,7 +166,8 @@ def test_simulated_puppet(sim):
 def test_real_process_list_sees_this_process():
     agent = ProcessAgent()
     assert agent.available() == (True, "")
-    reply = call({"process": agent}, "process", "list", {"pattern": "pytest"})
+    # "python": this process, whether pytest runs it or one of its xdist workers does.
+    reply = call({"process": agent}, "process", "list", {"pattern": "python"})
     mine = [p for p in reply.data["pslist"] if p["pid"] == os.getpid()]
     assert len(mine) == 1 and mine[0]["rss"] > 0 and mine[0]["user"]
 

@@ -184,6 +184,7 @@ def test_node_config_tls_mistakes(material: Material, raw: dict[str, Any], messa
 
 
 # ----------------------------------------------------------------------------- connecting
+@pytest.mark.integration
 def test_connects_over_tls_and_checks_the_server(material: Material, serve) -> None:
     server = serve(stomp_over_tls(material))
     conn = connect([("127.0.0.1", server.port)], "node", "pw", timeout=5, tls=material.client())
@@ -191,6 +192,7 @@ def test_connects_over_tls_and_checks_the_server(material: Material, serve) -> N
     conn.disconnect()
 
 
+@pytest.mark.integration
 def test_a_ca_that_did_not_sign_the_broker_is_named(
     material: Material, serve, tmp_path: Path
 ) -> None:
@@ -202,12 +204,14 @@ def test_a_ca_that_did_not_sign_the_broker_is_named(
     assert f"is {other.ca} the CA that signed it" in str(err.value)
 
 
+@pytest.mark.integration
 def test_a_host_name_the_certificate_does_not_name(material: Material, serve) -> None:
     server = serve(stomp_over_tls(material))  # certificate for IP 127.0.0.1 only
     with pytest.raises(BrokerUnavailable, match=r"Hostname mismatch.*'localhost'"):
         connect([("localhost", server.port)], "node", "pw", timeout=1, tls=material.client())
 
 
+@pytest.mark.integration
 def test_no_client_certificate_is_refused_with_the_reason(material: Material, serve) -> None:
     server = serve(stomp_over_tls(material))
     started = time.monotonic()
@@ -217,12 +221,14 @@ def test_no_client_certificate_is_refused_with_the_reason(material: Material, se
     assert time.monotonic() - started < 5  # told at once, not after the timeout
 
 
+@pytest.mark.integration
 def test_plain_stomp_to_a_tls_port(material: Material, serve) -> None:
     server = serve(plain_close)
     with pytest.raises(BrokerUnavailable, match="is it a TLS port"):
         connect([("127.0.0.1", server.port)], "node", "pw", timeout=1)
 
 
+@pytest.mark.integration
 def test_tls_to_a_plain_port(material: Material, serve) -> None:
     server = serve(silent)
     with pytest.raises(BrokerUnavailable, match="did not answer the TLS handshake"):
@@ -237,6 +243,7 @@ class Disconnects(stomp.ConnectionListener):
         self.seen.set()
 
 
+@pytest.mark.integration
 def test_a_closed_tls_connection_is_noticed_at_once(material: Material, serve) -> None:
     """stomp.py alone spins on a closed TLS socket until heart-beats time out."""
     closing = threading.Event()

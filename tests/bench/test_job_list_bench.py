@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BASE_DIR = Path(__file__).resolve().parents[2]
+
+# Starts the benchmark as its own process, with its own throwaway portal.
+pytestmark = pytest.mark.integration
 
 
 def test_the_job_list_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:

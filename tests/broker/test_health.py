@@ -9,12 +9,12 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from agents.embedded_broker import EmbeddedBroker
+from harness.services import free_port
 from portal.broker.gateway import BrokerSettings
 from portal.broker.health import check_brokers
 from portal.broker.models import BrokerLink
-from tests.integration.harness import free_port
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 
 
 @pytest.fixture

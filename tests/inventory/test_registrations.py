@@ -21,7 +21,7 @@ from portal.broker.gateway import BrokerSettings
 from portal.inventory.models import Node
 from portal.inventory.registrations import READY_LINE, RegistrationConsumer
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
 TOKEN = "registration-test-token"
 

@@ -115,6 +115,7 @@ def embedded_fleet(settings, tmp_path) -> Iterator[Simulator]:
             yield sim
 
 
+@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("discovery", ["broadcast", "inventory"])
 def test_a_sub_collective_job_is_answered_by_its_members_only(

@@ -19,17 +19,16 @@ from django.test import Client
 
 from agents.protocol import Reply, Request
 from agents.protocol.security import SigningKey, seal_reply
-from portal.audit import kinds
+from portal.audit.kinds import Kind
 from portal.audit.models import AuditEvent
 from portal.broker.gateway import BrokerGateway, BrokerSettings
 from portal.jobs import lifecycle, runner
 from portal.jobs.approvals import approve
-from portal.jobs.models import Job
+from portal.jobs.models import Approval, Job
 from portal.jobs.plans import current_permit
 from portal.jobs.presenters import job_counts
 from portal.jobs.services import cancel_job, submit_job
 from portal.jobs.validation import parse_filter_text
-from portal.rbac.models import Approval
 from portal.rbac.services import GrantSpec, set_grant, update_role_settings
 from tests.conftest import FLEET, enrol_accepted, grant_every_agent
 
@@ -114,9 +113,9 @@ def test_cancelled_between_batches_ends_cancelled_and_never_sent_nodes_are_not_s
     assert (counts["ok"], counts["no_response"], counts["not_sent"], counts["waiting"]) == (
         1, 0, 2, 0,
     )  # fmt: skip
-    (asked,) = AuditEvent.objects.filter(kind=kinds.JOB_CANCEL_REQUESTED)
+    (asked,) = AuditEvent.objects.filter(kind=Kind.JOB_CANCEL_REQUESTED)
     assert asked.actor == "noc" and asked.outcome == "requested"
-    finished = AuditEvent.objects.get(kind=kinds.JOB_FINISHED, job_id=job.pk)
+    finished = AuditEvent.objects.get(kind=Kind.JOB_FINISHED, job_id=job.pk)
     assert finished.outcome == "cancelled"
     assert finished.data["counts"]["not_sent"] == 2 and finished.data["cancelled_by"] == "noc"
 
@@ -211,9 +210,9 @@ def test_the_requester_withdraws_a_job_waiting_for_approval(
     with pytest.raises(Exception, match="already withdrawn"):
         approve(job, four_eyes)
     queued_tasks.assert_not_called()  # never sent
-    event = AuditEvent.objects.get(kind=kinds.JOB_WITHDRAWN)
+    event = AuditEvent.objects.get(kind=Kind.JOB_WITHDRAWN)
     assert event.actor == "noc" and event.job_id == job.pk
-    assert AuditEvent.objects.get(kind=kinds.JOB_FINISHED, job_id=job.pk).outcome == "withdrawn"
+    assert AuditEvent.objects.get(kind=Kind.JOB_FINISHED, job_id=job.pk).outcome == "withdrawn"
 
 
 def test_withdraw_from_the_command_line(

@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from portal.accounts.services import issue_token
-from portal.audit import kinds
+from portal.audit.kinds import Kind
 from portal.audit.models import AuditEvent
 from portal.inventory.models import Node
 from portal.jobs.models import Job
@@ -80,7 +80,7 @@ def test_the_live_count_applies_the_scope_and_matches_confirmation_and_job(
     )  # fmt: skip
     assert done.status_code == 302
     job = Job.objects.get()
-    assert AuditEvent.objects.get(kind=kinds.JOB_SUBMITTED).data["planned_nodes"] == 1
+    assert AuditEvent.objects.get(kind=Kind.JOB_SUBMITTED).data["planned_nodes"] == 1
     assert "customer" in str(job.filter) and job.typed_filter != job.filter
 
 
@@ -108,7 +108,7 @@ def test_a_job_reaching_only_nodes_outside_the_scope_is_refused_on_every_path(
     outside = "customer=globex"
     plan = _plan(_client(acme_operator), filter=outside)
     assert plan["count"] == 0 and "none inside your scope" in plan["problem"]
-    assert not AuditEvent.objects.filter(kind=kinds.JOB_REFUSED).exists()  # a count, not a try
+    assert not AuditEvent.objects.filter(kind=Kind.JOB_REFUSED).exists()  # a count, not a try
 
     form = _client(acme_operator).post("/jobs/new/", {"agent_action": "rpcutil.ping",
                                                       "filter": outside})  # fmt: skip
@@ -122,7 +122,7 @@ def test_a_job_reaching_only_nodes_outside_the_scope_is_refused_on_every_path(
     with pytest.raises(CommandError, match="none inside your scope"):
         call_command("rpc", "rpcutil", "ping", "-S", outside, "--user", acme_operator.username)
     assert not Job.objects.exists()
-    refusals = AuditEvent.objects.filter(kind=kinds.JOB_REFUSED)
+    refusals = AuditEvent.objects.filter(kind=Kind.JOB_REFUSED)
     assert refusals.count() == 3
     assert {event.data["source"] for event in refusals} == {"web", "api", "cli"}
     queued_tasks.assert_not_called()

@@ -9,6 +9,9 @@ import pytest
 from agents.embedded_broker import EmbeddedBroker
 from portal.core.channel_layers import StompChannelLayer
 
+# A real STOMP broker on a real socket, in this process.
+pytestmark = pytest.mark.integration
+
 
 async def _receive(layer: StompChannelLayer, channel: str, timeout: float = 5.0) -> dict:
     return await asyncio.wait_for(layer.receive(channel), timeout)
