@@ -6,12 +6,11 @@ module is the audit app's door to it.
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-
 from portal.rbac import policy
+from portal.rbac.policy import User
 
 
-def can_read_audit(user: AbstractBaseUser | AnonymousUser) -> bool:
+def can_read_audit(user: User) -> bool:
     """Admins and managers read the whole audit history."""
     if not (user.is_authenticated and user.is_active):
         return False
@@ -19,11 +18,12 @@ def can_read_audit(user: AbstractBaseUser | AnonymousUser) -> bool:
     cached = getattr(user, "_can_read_audit", None)
     if cached is None:
         cached = policy.may_read_audit(user)
-        user._can_read_audit = cached  # type: ignore[union-attr]
+        # A memo on the user object Django gives this request (it lives as long as the request).
+        user._can_read_audit = cached  # type: ignore[attr-defined]
     return cached
 
 
-def actor_roles(user: AbstractBaseUser | AnonymousUser | None) -> list[str]:
+def actor_roles(user: User | None) -> list[str]:
     """The roles recorded with an event when the caller gives none (``admin`` for a superuser,
     as the portal treats them)."""
     if user is None:

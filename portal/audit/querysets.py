@@ -11,12 +11,12 @@ import json
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connections, models
 from django.db.models import ExpressionWrapper, F
 from django.db.models.expressions import RawSQL
 
 from portal.audit.permissions import can_read_audit
+from portal.rbac.policy import User
 
 # The text the search looks in; PostgreSQL has a trigram index on exactly this expression.
 PG_SEARCH_TEXT = "(audit_auditevent.summary || ' ' || audit_auditevent.data::text)"
@@ -35,8 +35,8 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-class AuditEventQuerySet(models.QuerySet):
-    def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> AuditEventQuerySet:
+class AuditEventQuerySet(models.QuerySet[Any]):
+    def visible_to(self, user: User) -> AuditEventQuerySet:
         """Everything for those who may read the audit history, nothing for anyone else."""
         return self if can_read_audit(user) else self.none()
 

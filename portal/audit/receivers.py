@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.http import HttpRequest
 
 from portal.audit.chain import clean_text
@@ -21,9 +21,7 @@ from portal.rbac import signals as rbac_signals
 USERNAME_KEYS = ("username", "email", "login")
 
 
-def on_login(
-    sender: Any, request: HttpRequest | None, user: AbstractBaseUser, **kwargs: Any
-) -> None:
+def on_login(sender: Any, request: HttpRequest | None, user: User, **kwargs: Any) -> None:
     record_event(
         Kind.LOGIN,
         actor=user,
@@ -33,9 +31,7 @@ def on_login(
     )
 
 
-def on_logout(
-    sender: Any, request: HttpRequest | None, user: AbstractBaseUser | None, **kwargs: Any
-) -> None:
+def on_logout(sender: Any, request: HttpRequest | None, user: User | None, **kwargs: Any) -> None:
     if user is None:  # a logout without a session: nobody to record
         return
     record_event(
@@ -75,7 +71,7 @@ ACCESS_KINDS = {
 def on_access_changed(
     sender: Any,
     change: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     request: HttpRequest | None,
     agent: str,
     before: dict[str, Any] | None,

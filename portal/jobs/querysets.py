@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from typing import Any
+
 from django.db import models
 
-from portal.rbac.policy import visible_jobs
+from portal.rbac.policy import User, visible_jobs
 
 
-class JobQuerySet(models.QuerySet):
-    def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> JobQuerySet:
+class JobQuerySet(models.QuerySet[Any]):
+    def visible_to(self, user: User) -> JobQuerySet:
         """Jobs this person may watch and read, as ``portal.rbac.policy`` decides."""
         return visible_jobs(user, self)
 
