@@ -551,8 +551,11 @@
     const {state: shown, text, data} = event.detail;
     if (state.mode !== "builder" || shown !== "error" || !data || !data.column) return;
     if (text !== state.generated) return;
+    // The server counts columns in code points, the spans in UTF-16 code units (as JavaScript
+    // strings do): an emoji before the error is one column there and two units here.
+    const at = Array.from(text).slice(0, data.column - 1).join("").length;
     for (const [id, [start, end]] of state.spans) {
-      if (data.column - 1 >= start && data.column - 1 < end) {
+      if (at >= start && at < end) {
         const row = host.querySelector('.fb-row[data-id="' + id + '"]');
         if (row) { row.classList.add("fb-row-error"); row.title = data.error; }
       }

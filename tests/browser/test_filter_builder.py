@@ -200,6 +200,28 @@ def test_a_bad_condition_marks_its_row(page: Page) -> None:
     expect(row).not_to_have_class(re.compile(r"\bfb-row-error\b"))
 
 
+def test_a_bad_condition_after_emoji_marks_its_row(page: Page) -> None:
+    """The server's column counts code points, the page's strings UTF-16 units: an emoji is one
+    column there and two units here, so the error's row is found after converting."""
+    page.goto("/jobs/new/")
+    page.get_by_role("combobox", name="Condition 1 fact").fill("customer")
+    page.get_by_role("combobox", name="Condition 1 value").fill("😀" * 6)
+    page.get_by_role("combobox", name="Condition 1 value").press("Enter")
+    page.get_by_role("combobox", name="Condition 2 fact").fill("$os")  # refused: at its "$"
+    page.get_by_role("combobox", name="Condition 2 value").fill("deb")
+    text = 'customer="😀😀😀😀😀😀" and $os=deb'
+    expect(page.locator("#filter")).to_have_value(text)
+    # Column 23 (code points) is the "$", 28 UTF-16 units in; read as 22 units it would fall
+    # in the first row, which ends at 23 units.
+    expect(page.locator("#filter-preview-error")).to_contain_text("at column 23")
+    row = page.locator(".fb-row").nth(1)
+    expect(row).to_have_class(re.compile(r"\bfb-row-error\b"))
+    expect(page.locator(".fb-row").nth(0)).not_to_have_class(re.compile(r"\bfb-row-error\b"))
+    page.get_by_role("combobox", name="Condition 2 fact").fill("os")
+    expect(page.locator("#filter-preview-count")).to_be_visible()
+    expect(row).not_to_have_class(re.compile(r"\bfb-row-error\b"))
+
+
 def test_save_a_filter_and_pick_it_again(page: Page, portal: PortalStack, inventory: Facts) -> None:
     text = "customer=acme and role=web"
     page.goto("/jobs/new/")
