@@ -182,7 +182,7 @@ def plan_job(
     if inputs is not None:
         if isinstance(inputs, Mapping):  # anything else is the DDL's "inputs must be an object"
             check_values("inputs", inputs)
-        cleaned = validate_inputs(action_ddl, inputs)  # type: ignore[arg-type]
+        cleaned = validate_inputs(action_ddl, inputs)
     if isinstance(options, Mapping):
         check_values("options", options)
     if not isinstance(options, ExecutionOptions):

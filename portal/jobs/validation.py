@@ -108,8 +108,11 @@ def check_values(field: str, values: Mapping[str, Any]) -> None:
         raise JobRequestError(errors)
 
 
-def validate_inputs(action_ddl: ActionDDL, inputs: dict[str, Any]) -> dict[str, Any]:
-    """The inputs cleaned by the DDL (defaults applied, types coerced), or ``JobRequestError``."""
+def validate_inputs(action_ddl: ActionDDL, inputs: object) -> dict[str, Any]:
+    """The inputs cleaned by the DDL (defaults applied, types coerced), or ``JobRequestError``.
+
+    Takes any value a request carried: the DDL says what is wrong with one that is not an
+    object ("inputs must be an object")."""
     try:
         return action_ddl.validate_inputs(inputs)
     except InputValidationError as exc:
