@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,9 @@ sys.path.insert(0, str(BASE_DIR))
 
 import psycopg  # noqa: E402
 
+from harness.databases import POSTGRES_URL, postgres_database  # noqa: E402
 from portal.audit.chain import GENESIS, event_hash  # noqa: E402  (pure: no Django needed)
 
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DAYS = 400
 AGENTS = {
     "rpcutil": ["ping", "inventory", "get_fact"],
@@ -561,18 +561,20 @@ def main() -> int:
         print(json.dumps(result, default=str))
         return 0
 
-    database = args.database or f"switchboard_audit_bench_{uuid.uuid4().hex[:10]}"
-    url = f"postgresql://postgres@127.0.0.1:5432/{database}"
     lines: list[str] = []
 
     def report(text: str = "") -> None:
         print(text, flush=True)
         lines.append(text)
 
-    if not args.database:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{database}"')
-    try:
+    with ExitStack() as cleanup:
+        if args.database:  # loaded by an earlier --keep run: kept
+            url = POSTGRES_URL.format(database=args.database)
+        else:
+            url = cleanup.enter_context(
+                postgres_database("switchboard_audit_bench", keep=args.keep)
+            )
+        database = url.rsplit("/", 1)[1]
         if not args.database:
             env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "portal.settings"}
             subprocess.run(
@@ -649,12 +651,6 @@ def main() -> int:
                 f" gzipped) and deleted in {p['seconds']:.1f} s; chain intact after: "
                 f"{p['intact_after']} ({p['checked_after']} events)"
             )
-    finally:
-        if not (args.keep or args.database):
-            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        elif not args.database:
-            print(f"kept database {database}", file=sys.stderr)
     if args.output:
         args.output.write_text("\n".join(lines) + "\n")
     return 0

@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,7 +32,8 @@ sys.path.insert(0, str(BASE_DIR))
 
 import psycopg  # noqa: E402
 
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+from harness.databases import postgres_database  # noqa: E402
+
 TARGET_MS = 100.0
 OS_RELEASE_REGEX = "os_release=~/^2[24]\\./"
 # What filtering.py generated for OS_RELEASE_REGEX before migration 0004 (for the ablations).
@@ -69,7 +69,7 @@ def load(url: str, count: int) -> float:
     t = time.monotonic()
     with psycopg.connect(url) as db, db.cursor() as cur:
         columns = (
-            "identity, collectives, facts, classes, agents, public_key, "
+            "identity, collectives, facts, classes, agents, "
             "first_seen, last_seen, registered_at, fact_text, fact_number, fact_lists"
         )
         with cur.copy(f"COPY inventory_node ({columns}) FROM STDIN") as copy:
@@ -92,7 +92,6 @@ def load(url: str, count: int) -> float:
                         json.dumps(facts),
                         json.dumps(classes),
                         json.dumps(AGENTS),
-                        "",
                         seen,
                         seen,
                         seen,
@@ -160,11 +159,8 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    database = f"switchboard_preview_{uuid.uuid4().hex[:10]}"
-    url = f"postgresql://postgres@127.0.0.1:5432/{database}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
-    try:
+    with postgres_database("switchboard_preview", keep=args.keep) as url:
+        database = url.rsplit("/", 1)[1]
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "portal.settings",
@@ -313,10 +309,6 @@ def main() -> int:
             f"(worst p95 {worst:.1f} ms)"
         )
         connection.close()
-    finally:
-        if not args.keep:
-            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     return 0
 
 
