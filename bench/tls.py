@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -39,8 +38,8 @@ sys.path.insert(0, str(BASE_DIR))
 import stomp  # noqa: E402
 
 from agents.protocol.transport import TLSConfig, connect  # noqa: E402
+from harness.activemq import BROKER_DIR, brokers, network_description, network_json  # noqa: E402
 
-TLS_DIR = BASE_DIR / "var" / "activemq"
 PLAIN_DIR = BASE_DIR / "var" / "bench-plain"
 PLAIN_PORT_BASE = 63610
 TOPIC = "/topic/mcollective.bench.agent"
@@ -62,26 +61,15 @@ class Network:
 
 
 def load_network(directory: Path, use_tls: bool) -> Network:
-    manifest = json.loads((directory / "network.json").read_text())
-    brokers = {b["name"]: b for b in manifest["brokers"]}
-    port = "stomp_ssl_port" if use_tls else "stomp_port"
-    tls = None
-    if use_tls:
-        material = manifest["tls"]
-        tls = {
-            login: TLSConfig(material["ca_file"], files["cert"], files["key"])
-            for login, files in material["clients"].items()
-        }
+    description = network_description(directory)
+    if description is None:
+        raise SystemExit(f"no network described in {network_json(directory)}")
     return Network(
         "tls" if use_tls else "plain",
-        ("127.0.0.1", brokers["noc"][port]),
-        ("127.0.0.1", brokers["dc_a"][port]),
-        tls,
+        description.stomp("noc", tls=use_tls),
+        description.stomp("dc_a", tls=use_tls),
+        description.clients() if use_tls else None,
     )
-
-
-def brokers(*args: str) -> None:
-    subprocess.run([str(BASE_DIR / "scripts" / "brokers"), *args], check=True, timeout=300)
 
 
 class _Responder(stomp.ConnectionListener):
@@ -181,9 +169,11 @@ def main() -> int:
     logging.getLogger("stomp.py").setLevel(logging.ERROR)
 
     load_before = os.getloadavg()[0]
-    brokers("up")  # the default network, with TLS; a no-op when it runs
-    tls = load_network(TLS_DIR, use_tls=True)
-    brokers("up", "--dir", str(PLAIN_DIR), "--port-base", str(PLAIN_PORT_BASE), "--no-tls")
+    brokers("up", timeout=300)  # the default network, with TLS; a no-op when it runs
+    tls = load_network(BROKER_DIR, use_tls=True)
+    brokers(
+        "up", "--dir", str(PLAIN_DIR), "--port-base", str(PLAIN_PORT_BASE), "--no-tls", timeout=300
+    )
     try:
         plain = load_network(PLAIN_DIR, use_tls=False)
         samples: dict[str, list[float]] = {"plain": [], "tls": []}
@@ -192,7 +182,7 @@ def main() -> int:
                 samples[network.name] += round_trips(network, args.round_trips)
         connect_samples = {n.name: connects(n, args.connects) for n in (plain, tls)}
     finally:
-        brokers("down", "--dir", str(PLAIN_DIR))
+        brokers("down", "--dir", str(PLAIN_DIR), timeout=300)
     result = {
         "round_trip": {name: summary(values) for name, values in samples.items()},
         "connect": {name: summary(values) for name, values in connect_samples.items()},

@@ -2,7 +2,8 @@
 
 * ``harness.services``: is a local service there (``port_open``), a free port, and
   ``require_service`` (a test's skip, or in CI failure, when one is missing);
-* ``harness.activemq``: the local ActiveMQ network of ``scripts/brokers``: ports, pid files;
+* ``harness.activemq``: the local ActiveMQ network of ``scripts/brokers``: ports, pid files,
+  and ``network_description()``, a network's network.json (addresses, TLS material);
 * ``harness.databases``: throwaway PostgreSQL databases;
 * ``harness.stacks``: start a portal (worker, registration consumer, daphne) on the embedded
   profile or on the ActiveMQ network, with a known password and an API token;

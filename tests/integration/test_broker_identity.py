@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
-import json
 import os
 import sys
 import time
@@ -24,7 +23,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 import stomp
@@ -35,13 +33,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from agents.protocol import broadcast_topic, registration_topic, reply_queue
 from agents.protocol.transport import BrokerUnavailable, TLSConfig, connect
+from harness.activemq import NetworkDescription, network_description, network_json
 from harness.services import port_open, require_service
 from tests.integration.wire import JMSX_USER_ID, Frames
 
 pytestmark = [pytest.mark.activemq, pytest.mark.integration, pytest.mark.timeout(180)]
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-BROKERS_DIR = Path(os.environ.get("SWITCHBOARD_BROKERS_DIR", BASE_DIR / "var" / "activemq"))
 NODE_PASSWORD = os.environ.get("SWITCHBOARD_AMQ_NODE_PASSWORD", "node-secret")
 PORTAL_PASSWORD = os.environ.get("SWITCHBOARD_AMQ_PORTAL_PASSWORD", "portal-secret")
 NODE_A, NODE_B = "node0001.a.example", "node0002.a.example"  # scripts/make-dev-ca's defaults
@@ -65,24 +63,17 @@ render = _load_render()
 class Network:
     """The brokers' TLS (and plain) addresses and the client material, from network.json."""
 
-    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
-        brokers = {b["name"]: b for b in manifest["brokers"]}
-        self.root = root
-        self.noc = ("127.0.0.1", brokers["noc"]["stomp_ssl_port"])
-        self.dc_a = ("127.0.0.1", brokers["dc_a"]["stomp_ssl_port"])
-        self.dc_b = ("127.0.0.1", brokers["dc_b"]["stomp_ssl_port"])
-        plain = brokers["dc_a"]["stomp_port"]
-        self.dc_a_plain = ("127.0.0.1", plain) if plain else None
-        tls = manifest["tls"]
-        self.ca = tls["ca_file"]
-        self.tls_dir = Path(tls["dir"])
-        portal = tls["clients"]["portal"]
-        self.portal = TLSConfig(self.ca, portal["cert"], portal["key"])
-        self.nodes = {
-            identity: TLSConfig(self.ca, files["cert"], files["key"])
-            for identity, files in tls.get("nodes", {}).items()
-            if files.get("key")
-        }
+    def __init__(self, description: NetworkDescription) -> None:
+        self.root = description.directory
+        self.noc = description.stomp("noc")
+        self.dc_a = description.stomp("dc_a")
+        self.dc_b = description.stomp("dc_b")
+        plain = description.has_stomp("dc_a", tls=False)
+        self.dc_a_plain = description.stomp("dc_a", tls=False) if plain else None
+        self.ca = description.ca_file
+        self.tls_dir = description.tls_dir
+        self.portal = description.client_tls("portal")
+        self.nodes = description.nodes()
 
     def node(self, identity: str) -> TLSConfig:
         return self.nodes[identity]
@@ -90,14 +81,11 @@ class Network:
 
 @pytest.fixture(scope="module")
 def network() -> Network:
-    manifest_path = BROKERS_DIR / "network.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    tls = manifest.get("tls") or {}
-    nodes = tls.get("nodes") or {}
-    ready = all(nodes.get(n, {}).get("key") for n in (NODE_A, NODE_B))
-    net = Network(BROKERS_DIR, manifest) if ready else None
+    description = network_description()
+    ready = description is not None and description.has_nodes(NODE_A, NODE_B)
+    net = Network(description) if description is not None and ready else None
     require_service(
-        f"The ActiveMQ network with per-node certificate logins ({manifest_path})",
+        f"The ActiveMQ network with per-node certificate logins ({network_json()})",
         net is not None and all(port_open(*a) for a in (net.noc, net.dc_a, net.dc_b)),
         "start it with `scripts/brokers up` (TLS is on by default and makes the per-node "
         f"certificates {NODE_A}, {NODE_B}; SWITCHBOARD_BROKERS_DIR picks another network)",

@@ -6,12 +6,10 @@ runs against any network `scripts/brokers up --dir DIR --port-base N` started.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,6 +18,7 @@ from agents.daemon import NodeDaemon
 from agents.filters import Filter
 from agents.protocol.security import SigningKey, TrustedKeys
 from agents.protocol.transport import BrokerUnavailable, TLSConfig, connect
+from harness.activemq import NetworkDescription, network_description, network_json
 from harness.services import port_open, require_service
 from portal.broker.gateway import BrokerGateway, BrokerSettings
 from tests.integration.wire import eventually, ping
@@ -27,8 +26,6 @@ from tests.tls_material import make_material
 
 pytestmark = [pytest.mark.activemq, pytest.mark.integration, pytest.mark.timeout(180)]
 
-BASE_DIR = Path(__file__).resolve().parents[2]
-BROKERS_DIR = Path(os.environ.get("SWITCHBOARD_BROKERS_DIR", BASE_DIR / "var" / "activemq"))
 NODE_PASSWORD = os.environ.get("SWITCHBOARD_AMQ_NODE_PASSWORD", "node-secret")
 PORTAL_PASSWORD = os.environ.get("SWITCHBOARD_AMQ_PORTAL_PASSWORD", "portal-secret")
 IDENTITY = f"tls-node-{os.getpid()}"
@@ -37,30 +34,20 @@ IDENTITY = f"tls-node-{os.getpid()}"
 class Network:
     """The brokers' TLS addresses and the client material, from network.json."""
 
-    def __init__(self, manifest: dict[str, Any]) -> None:
-        brokers = {b["name"]: b for b in manifest["brokers"]}
-        self.noc = ("127.0.0.1", brokers["noc"]["stomp_ssl_port"])
-        self.dc_a = ("127.0.0.1", brokers["dc_a"]["stomp_ssl_port"])
-        self.noc_plain = brokers["noc"]["stomp_port"]
-        tls = manifest["tls"]
-        self.ca = tls["ca_file"]
-        self.portal = TLSConfig(self.ca, **_files(tls["clients"]["portal"]))
-        self.node = TLSConfig(self.ca, **_files(tls["clients"]["node"]))
-
-
-def _files(client: dict[str, str]) -> dict[str, str]:
-    return {"cert_file": client["cert"], "key_file": client["key"]}
+    def __init__(self, description: NetworkDescription) -> None:
+        self.noc = description.stomp("noc")
+        self.dc_a = description.stomp("dc_a")
+        self.ca = description.ca_file
+        self.portal = description.client_tls("portal")
+        self.node = description.client_tls("node")
 
 
 @pytest.fixture(scope="module")
 def network() -> Network:
-    manifest_path = BROKERS_DIR / "network.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    tls = manifest.get("tls") or {}
-    ready = bool(tls.get("ca_file")) and Path(tls["ca_file"]).exists()
-    net = Network(manifest) if ready else None
+    description = network_description()
+    net = Network(description) if description and description.tls_ready else None
     require_service(
-        f"The ActiveMQ network with TLS ({manifest_path})",
+        f"The ActiveMQ network with TLS ({network_json()})",
         net is not None and port_open(*net.noc) and port_open(*net.dc_a),
         "start it with `scripts/brokers up` (TLS is on by default; SWITCHBOARD_BROKERS_DIR "
         "picks another network's directory)",

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -23,15 +22,13 @@ from django.db import connection
 from agents.embedded_broker import EmbeddedBroker
 from agents.protocol import Registration, connect, encode, registration_topic
 from agents.protocol.security import SigningKey, enrolment_proof, seal_registration
-from agents.protocol.transport import TLSConfig
-from harness.activemq import ACTIVEMQ_PORTS, require_network
+from harness.activemq import ACTIVEMQ_PORTS, BROKER_DIR, network_description, require_network
 from harness.services import require_service
 from portal.audit.models import AuditEvent
 from portal.broker.gateway import BrokerSettings
 from portal.inventory.models import Enrolment, Node, RefusedRegistrations
 from portal.inventory.registrations import RegistrationConsumer
 
-BROKERS_DIR = Path(__file__).resolve().parents[2] / "var" / "activemq"
 NODE_A, NODE_B = "node0001.a.example", "node0002.a.example"  # scripts/make-dev-ca's own
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -182,18 +179,14 @@ def test_with_per_node_logins_a_node_registers_only_as_itself(settings) -> None:
     """docs/tls.md, Per-node logins: the brokers stamp the login that sent each message; with
     SWITCHBOARD_REQUIRE_BROKER_IDENTITY a registration counts only under its sender's name."""
     require_network()
-    manifest_path = BROKERS_DIR / "network.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    nodes = (manifest.get("tls") or {}).get("nodes") or {}
+    description = network_description(BROKER_DIR)
     require_service(
         "per-node certificates on the ActiveMQ network",
-        all(nodes.get(n, {}).get("key") for n in (NODE_A, NODE_B)),
+        description is not None and description.has_nodes(NODE_A, NODE_B),
         "scripts/brokers up makes them (TLS on)",
     )
-    ports = {b["name"]: b for b in manifest["brokers"]}
-    node_a_login = TLSConfig(
-        manifest["tls"]["ca_file"], nodes[NODE_A]["cert"], nodes[NODE_A]["key"]
-    )
+    assert description is not None
+    node_a_login = description.nodes()[NODE_A]
     settings.SWITCHBOARD_AUTO_ACCEPT = ["token"]
     settings.SWITCHBOARD_ENROLMENT_TOKEN = TOKEN
     settings.SWITCHBOARD_REQUIRE_BROKER_IDENTITY = True
@@ -206,9 +199,7 @@ def test_with_per_node_logins_a_node_registers_only_as_itself(settings) -> None:
     thread.start()
     try:
         assert running.ready.wait(15)
-        own = connect(
-            [("127.0.0.1", ports["dc_a"]["stomp_ssl_port"])], None, None, tls=node_a_login
-        )
+        own = connect([description.stomp("dc_a")], None, None, tls=node_a_login)
         shared = connect(f"127.0.0.1:{ACTIVEMQ_PORTS['dc_a']}", "node", "node-secret")
         topic = registration_topic("mcollective")
         key_a, key_b = SigningKey.generate(), SigningKey.generate()
