@@ -21,7 +21,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeGuard, TypeVar
 
@@ -111,7 +111,7 @@ def standing(user: User) -> Standing:
         )
     )
     names = {row[0] for row in rows}
-    admin = user.is_superuser or ADMIN_ROLE in names
+    admin = admin_by_roles(user, names)
     manager = MANAGER_ROLE in names
     return Standing(
         admin=admin,
@@ -120,6 +120,12 @@ def standing(user: User) -> Standing:
         cancels_any=admin or any(row[2] for row in rows),
         sees_all_nodes=admin or manager or any(row[3] for row in rows),
     )
+
+
+def admin_by_roles(user: Account, role_names: Collection[str]) -> bool:
+    """The one definition of an admin: a superuser, or a member of the ``admin`` role. For a
+    caller that already holds the user's role names (no query); ``is_admin`` reads them."""
+    return user.is_superuser or ADMIN_ROLE in role_names
 
 
 def is_admin(user: User) -> bool:

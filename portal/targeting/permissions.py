@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import Group, User
 
-from portal.rbac.policy import is_admin
+from portal.rbac.policy import admin_by_roles
 from portal.targeting.models import SavedFilter
 
 
@@ -19,8 +19,10 @@ class SavedFilterPolicy:
     def shareable_roles(user: User) -> list[Group]:
         """The roles ``user`` may share a filter with: their own, or any for an admin (as the
         policy defines one: a superuser or a member of the ``admin`` role)."""
-        groups = Group.objects.all() if is_admin(user) else user.groups.all()
-        return list(groups.order_by("name"))
+        own = list(user.groups.order_by("name"))
+        if admin_by_roles(user, {group.name for group in own}):
+            return list(Group.objects.order_by("name"))
+        return own
 
     @staticmethod
     def may_delete(user: User, saved: SavedFilter) -> bool:
