@@ -146,7 +146,12 @@ def _read_facts(value: Any, base: Path) -> dict[str, Any]:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"facts file {path}: {exc.strerror}") from exc
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        try:
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise ConfigError(
+                f"facts file {path} is not valid {_syntax_name(path)}: {_one_line(exc)}"
+            ) from exc
         if not isinstance(data, dict):
             raise ConfigError(f"facts file {path} must hold a mapping")
         return data
@@ -185,18 +190,19 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None) -> NodeConfi
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise ConfigError("trusted_keys must be a path or a list of paths")
         kwargs["trusted_keys"] = [str((base / k).expanduser()) for k in keys]
+    for key in ("signing_key", "policy_dir", "audit_log", "tls_ca", "tls_cert", "tls_key"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise ConfigError(f"{key} must be a path, not {raw[key]!r}")
     if raw.get("signing_key"):
         kwargs["signing_key"] = str((base / raw["signing_key"]).expanduser())
     if "brokers" in raw:
-        try:
-            brokers = raw["brokers"]
-            kwargs["brokers"] = parse_brokers(
-                brokers if isinstance(brokers, str) else ",".join(brokers)
-            )
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"brokers: {exc}") from exc
-    if "collectives" in raw and "main_collective" not in raw and raw["collectives"]:
-        kwargs["main_collective"] = raw["collectives"][0]
+        kwargs["brokers"] = _read_brokers(raw["brokers"])
+    if "collectives" in raw:
+        collectives = raw["collectives"]
+        if not isinstance(collectives, list) or not collectives:
+            raise ConfigError("collectives must be a non-empty list of collective names")
+        if "main_collective" not in raw:
+            kwargs["main_collective"] = collectives[0]
     for key in ("policy_dir", "audit_log"):
         if raw.get(key):
             kwargs[key] = str((base / str(raw[key])).expanduser())
@@ -207,7 +213,14 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None) -> NodeConfi
                 raise ConfigError(f"{key}: {path} is not a readable file")
             kwargs[key] = str(path)
     if "heartbeats" in raw:
-        kwargs["heartbeats"] = tuple(int(x) for x in raw["heartbeats"])
+        beats = raw["heartbeats"]
+        if not (
+            isinstance(beats, list)
+            and len(beats) == 2
+            and all(isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in beats)
+        ):
+            raise ConfigError(f"heartbeats must be [send_ms, receive_ms], not {beats!r}")
+        kwargs["heartbeats"] = (beats[0], beats[1])
     # Secrets may come from the environment so they stay out of the config file.
     kwargs.setdefault("login", os.environ.get("SWITCHBOARD_NODE_LOGIN"))
     kwargs.setdefault("passcode", os.environ.get("SWITCHBOARD_NODE_PASSCODE"))
@@ -218,15 +231,57 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None) -> NodeConfi
         raise ConfigError(str(exc)) from exc
 
 
+def _read_brokers(value: Any) -> list[tuple[str, int]]:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        value = ",".join(value)
+    if not isinstance(value, str):
+        raise ConfigError(
+            f"brokers must be host:port[,host:port...] or a list of host:port, not {value!r}"
+        )
+    try:
+        return parse_brokers(value)
+    except ValueError as exc:
+        raise ConfigError(f"brokers: {exc}") from exc
+
+
+def _syntax_name(path: Path) -> str:
+    return "JSON" if path.suffix == ".json" else "YAML"
+
+
+def _one_line(exc: Exception) -> str:
+    """A parser's complaint on one line, with its line and column (PyYAML's spans several)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        return where + " ".join(str(exc.problem or exc.context or "syntax error").split())
+    return " ".join(str(exc).split())
+
+
 def load_config(path: str | Path) -> NodeConfig:
-    """Read a node's YAML config file (see agents/examples/node.yaml)."""
+    """Read a node's YAML config file (see agents/examples/node.yaml).
+
+    Unlike ``config_from_dict`` (and NodeConfig's defaults, for the simulator and tests), the
+    file must name its brokers: a node installed with an empty or missing config must say so
+    and stop, not quietly dial 127.0.0.1. Every ConfigError names the file, on one line.
+    """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {_one_line(exc)}") from exc
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty; it must name at least brokers")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping of settings")
-    return config_from_dict(raw, path.parent)
+        raise ConfigError(f"{path}: must hold a mapping of settings, not {type(raw).__name__}")
+    if raw.get("brokers") in (None, "", []):
+        raise ConfigError(
+            f"{path}: brokers: no broker named; set brokers: host:port[,host:port...]"
+        )
+    try:
+        return config_from_dict(raw, path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

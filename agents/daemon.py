@@ -623,15 +623,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard-node", description=__doc__)
     parser.add_argument("--config", default="/etc/switchboard/node.yaml", help="YAML config")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--version", action="version", version=f"switchboard-node {__version__}")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
     )
+    # A config that cannot be used is one ERROR line naming the file and the setting, and exit
+    # status 2 (no traceback), for systemd's status and the journal to show.
     try:
         config = load_config(args.config)
-        daemon = NodeDaemon(config)
-    except (ConfigError, KeyError, OSError) as exc:
+    except ConfigError as exc:
         log.error("configuration error: %s", exc)
+        return 2
+    try:
+        daemon = NodeDaemon(config)
+    except (ConfigError, KeyError, OSError, ValueError) as exc:
+        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        log.error("configuration error: %s: %s", args.config, reason)
         return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

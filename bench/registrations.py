@@ -105,7 +105,7 @@ def baseline_round_trip() -> float:
     """Median seconds of a bare stomp.py send-and-receive through the embedded broker."""
     import stomp
 
-    from agents.embedded_broker import EmbeddedBroker
+    from portal.core.embedded_broker import EmbeddedBroker
 
     class Arrivals(stomp.ConnectionListener):
         def __init__(self) -> None:

@@ -38,7 +38,7 @@ def start_embedded_broker(sup: Supervisor, host: str, port: int) -> Child:
     """The pure-Python STOMP broker of the embedded profile, listening on ``host:port``."""
     child = sup.start(
         "broker",
-        [PYTHON, "-m", "agents.embedded_broker", "--host", host, "--port", str(port)],
+        [PYTHON, "-m", "portal.core.embedded_broker", "--host", host, "--port", str(port)],
     )
     sup.wait_for_port(child, host, port)
     return child

@@ -11,11 +11,11 @@ import pytest
 
 from agents.config import NodeConfig
 from agents.daemon import NodeDaemon
-from agents.embedded_broker import EmbeddedBroker
 from agents.plugins import ActionContext
 from agents.plugins.rpcutil.agent import RpcutilAgent
 from agents.protocol import BrokerUnavailable
 from agents.protocol.security import TrustedKeys
+from portal.core.embedded_broker import EmbeddedBroker
 
 LOGIN, PASSCODE = "node", "node-pw"
 

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from agents.config import NodeConfig
 from agents.daemon import NodeDaemon
-from agents.embedded_broker import EmbeddedBroker
+from portal.core.embedded_broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 

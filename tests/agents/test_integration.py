@@ -11,7 +11,6 @@ import stomp
 
 from agents.config import NodeConfig
 from agents.daemon import NodeDaemon
-from agents.embedded_broker import EmbeddedBroker
 from agents.filters import Filter
 from agents.protocol import (
     CONTENT_TYPE_JSON,
@@ -35,6 +34,7 @@ from agents.protocol.security import (
     seal_request,
 )
 from agents.simulator import Simulator
+from portal.core.embedded_broker import EmbeddedBroker
 
 # The portal's key: every request below is signed with it unless a test says otherwise.
 PORTAL_KEY = SigningKey.generate()

@@ -12,7 +12,6 @@ import time
 import pytest
 import stomp
 
-from agents.embedded_broker import EmbeddedBroker
 from agents.filters import Filter
 from agents.plugins import REGISTRY
 from agents.protocol import (
@@ -31,6 +30,7 @@ from agents.simulator import (
     raise_file_limit,
     shard_range,
 )
+from portal.core.embedded_broker import EmbeddedBroker
 
 
 def test_facts_are_deterministic_and_split_by_datacenter():

@@ -8,11 +8,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from agents.embedded_broker import EmbeddedBroker
 from harness.services import free_port
 from portal.broker.gateway import BrokerSettings
 from portal.broker.health import check_brokers
 from portal.broker.models import BrokerLink
+from portal.core.embedded_broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from agents.embedded_broker import EmbeddedBroker
 from portal.core.channel_layers import StompChannelLayer
+from portal.core.embedded_broker import EmbeddedBroker
 
 # A real STOMP broker on a real socket, in this process.
 pytestmark = pytest.mark.integration

@@ -25,7 +25,6 @@ import stomp
 
 from agents.config import NodeConfig
 from agents.daemon import NodeDaemon
-from agents.embedded_broker import EmbeddedBroker
 from agents.filters import Filter
 from agents.protocol import (
     HEADER_REPLY_TO,
@@ -38,6 +37,7 @@ from agents.protocol import (
 )
 from agents.protocol.security import SigningKey, TrustedKeys, open_reply, seal_request
 from harness.activemq import DC_A, NOC, require_network
+from portal.core.embedded_broker import EmbeddedBroker
 from tests.integration.wire import Inbox, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 import pytest
 from django.db import connection
 
-from agents.embedded_broker import EmbeddedBroker
 from agents.protocol import Registration, connect, encode, registration_topic
 from agents.protocol.security import SigningKey, enrolment_proof, seal_registration
 from harness.activemq import ACTIVEMQ_PORTS, BROKER_DIR, network_description, require_network
 from harness.services import require_service
 from portal.audit.models import AuditEvent
 from portal.broker.gateway import BrokerSettings
+from portal.core.embedded_broker import EmbeddedBroker
 from portal.inventory.models import Enrolment, Node, RefusedRegistrations
 from portal.inventory.registrations import RegistrationConsumer
 

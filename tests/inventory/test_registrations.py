@@ -14,10 +14,10 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from agents.embedded_broker import EmbeddedBroker
 from agents.protocol import connect, registration_topic
 from agents.simulator import Simulator
 from portal.broker.gateway import BrokerSettings
+from portal.core.embedded_broker import EmbeddedBroker
 from portal.inventory.models import Node
 from portal.inventory.registrations import READY_LINE, RegistrationConsumer
 

@@ -14,10 +14,10 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from agents.embedded_broker import EmbeddedBroker
 from agents.filters import Filter
 from agents.protocol.security import SigningKey, public_path
 from agents.simulator import Simulator
+from portal.core.embedded_broker import EmbeddedBroker
 from portal.inventory.models import Node
 from portal.jobs import runner
 from portal.jobs.models import Job

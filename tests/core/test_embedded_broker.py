@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import stomp
 
-from agents.embedded_broker import EmbeddedBroker, HeartbeatTolerantFrameBuffer
 from agents.protocol import connect
+from portal.core.embedded_broker import EmbeddedBroker, HeartbeatTolerantFrameBuffer
 
 
 def test_buffer_skips_heartbeats_and_keeps_colons_in_header_values() -> None:
