@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo test test-fast lint format install brokers-up brokers-down clean
+.PHONY: help demo test test-fast lint format install brokers-up brokers-down clean deb
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,8 +16,8 @@ test: $(STAMP)  ## Run the whole test suite (set SWITCHBOARD_REQUIRE_SERVICES=1 
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The unit tier: no broker (not even the embedded one), no PostgreSQL, Redis, browser or
-# worker process; SQLite and in-memory channels, two processes at once.
-FAST_MARKERS := not (integration or browser or activemq or postgres or redis or faults or netns)
+# worker process, no Debian package build; SQLite and in-memory channels, two processes at once.
+FAST_MARKERS := not (integration or browser or activemq or postgres or redis or faults or netns or deb)
 
 test-fast: $(STAMP)  ## Run the unit tier only (no real services; about a minute and a half)
 	env -u DATABASE_URL -u REDIS_URL -u STOMP_BROKERS $(PY) -m pytest -n 2 -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
@@ -47,6 +47,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
+
+deb:  ## Build the node's Debian package, dist/switchboard-node_<version>_all.deb (scripts/install-deb-tools first)
+	packaging/node/build-deb
 
 clean:  ## Remove runtime state (var/); keeps the virtualenv
 	rm -rf var
