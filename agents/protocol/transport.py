@@ -271,7 +271,8 @@ def build_connection(
     )
     if tls is not None:
         tls.context()  # fail now, with the file's name, rather than retry for ever
-        conn.transport.__class__ = _TLSTransport
+        if _NON_BLOCKING_TLS:
+            conn.transport.__class__ = _TLSTransport
         conn.set_ssl(
             for_hosts=list(brokers),
             ca_certs=tls.ca_file,
@@ -279,6 +280,14 @@ def build_connection(
             key_file=tls.key_file,
         )
     return conn
+
+
+# stomp.py 9.0 reads TLS sockets without blocking (Transport.blocking flips to False after the
+# handshake; shutdown_queue() flips it back); 8.0 (Debian 12's python3-stomp, which the node
+# package may run on) reads them blocking, as plain ones, and needs no _TLSTransport: given
+# one, its first read ended the connection right after CONNECTED
+# (tests/integration/test_installed_node.py).
+_NON_BLOCKING_TLS = hasattr(stomp.transport.Transport, "shutdown_queue")
 
 
 class _TLSTransport(stomp.transport.Transport):

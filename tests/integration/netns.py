@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +36,7 @@ from portal.core.supervisor import Child, ChildFailed, Supervisor
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 RENDER = BASE_DIR / "deploy" / "activemq" / "render.py"
+MAKE_DEV_CA = BASE_DIR / "scripts" / "make-dev-ca"
 AMQ_HOME = Path(os.environ.get("SWITCHBOARD_ACTIVEMQ_HOME", "/usr/share/activemq"))
 AMQ_JAR = AMQ_HOME / "bin" / "activemq.jar"
 BROKER_HEAP = "256m"  # a handful of nodes; scripts/brokers gives 1g for thousands
@@ -267,14 +268,32 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> None:
 
 
 # -- brokers -------------------------------------------------------------------------------
-def render_brokers(out: Path) -> Path:
+def render_brokers(out: Path, tls_dir: Path | None = None) -> Path:
     """The NOC and two datacenter brokers, listening on every address of their own
-    namespace, the bridges dialling the NOC address (deploy/activemq/render.py)."""
+    namespace, the bridges dialling the NOC address (deploy/activemq/render.py).
+
+    With ``tls_dir`` (``make_lab_ca``'s): STOMP and OpenWire over TLS next to the plain ports,
+    the bridges over TLS, and a login per node certificate in ``tls_dir``/clients/nodes.
+    """
+    tls = ["--tls-dir", str(tls_dir)] if tls_dir is not None else []
     subprocess.run(
         [sys.executable, str(RENDER), "--out", str(out), "--host", "0.0.0.0",  # noqa: S104
-         "--noc-address", NOC_ADDRESS, "--datacenters", "a,b"],
+         "--noc-address", NOC_ADDRESS, "--datacenters", "a,b", *tls],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
+    return out
+
+
+def make_lab_ca(out: Path, lab: Lab, nodes: Sequence[str] = ()) -> Path:
+    """A throw-away CA for the lab (scripts/make-dev-ca) in ``out``: the brokers' certificates
+    also name the lab addresses they are dialled at (the NOC address, each datacenter broker's
+    LAN end), and each of ``nodes`` gets its own certificate (CN = the identity)."""
+    sans = [f"IP:{NOC_ADDRESS}"] + [f"IP:{site.lan_broker}" for site in lab.sites]
+    argv = [sys.executable, str(MAKE_DEV_CA), str(out), "--datacenters", "a,b",
+            "--san", ",".join(sans), "--no-dev-nodes", *(f"--node={n}" for n in nodes)]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"make-dev-ca failed ({done.returncode}): {done.stderr[-2000:]}")
     return out
 
 

@@ -104,9 +104,12 @@ def system(lab: netns.Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             sup.stop()
 
 
-def start_portal_side(lab: netns.Lab, sup: Supervisor, tmp: Path) -> PortalStack:
+def start_portal_side(
+    lab: netns.Lab, sup: Supervisor, tmp: Path, overrides: dict[str, str] | None = None
+) -> PortalStack:
     """Migrate and seed the SQLite database, then start the worker, the registration consumer
-    and the ASGI server in the NOC namespace, talking to the NOC broker only."""
+    and the ASGI server in the NOC namespace, talking to the NOC broker only (``overrides``:
+    settings changed, e.g. the NOC's TLS port and the portal's certificate)."""
     env = {
         "DJANGO_SETTINGS_MODULE": "portal.settings",
         "SWITCHBOARD_VAR_DIR": str(tmp),
@@ -120,6 +123,7 @@ def start_portal_side(lab: netns.Lab, sup: Supervisor, tmp: Path) -> PortalStack
         "SWITCHBOARD_DEMO_PASSWORD": PASSWORD,
         "SWITCHBOARD_AUTO_ACCEPT": "token",
         "SWITCHBOARD_ENROLMENT_TOKEN": ENROLMENT_TOKEN,
+        **(overrides or {}),
     }
     portal = PortalStack(f"http://{netns.NOC_ADDRESS}:{ASGI_PORT}", env, tmp, sup)
     # Database only, no broker: run from the test's own namespace.
