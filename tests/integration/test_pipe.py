@@ -296,6 +296,15 @@ def test_a_worker_killed_mid_job_leaves_it_interrupted_with_its_replies(
         "action": "ping",
         "options": {"batch_size": 10, "batch_sleep": 60},
     }
+    # Every node fresh in the inventory first: the job targets the fresh ones, and the counts
+    # below are about all NODE_COUNT (a node late to re-register would be left out, not sent).
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        plan = portal.api("GET", "/api/jobs/plan/", params={"agent_action": "rpcutil.ping"})
+        if plan.json()["count"] == NODE_COUNT:
+            break
+        time.sleep(0.5)
+    assert plan.json()["count"] == NODE_COUNT, f"fresh in the inventory: {plan.json()}"
     job_id = portal.api("POST", "/api/jobs/", json=payload).json()["id"]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
