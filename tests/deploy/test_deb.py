@@ -140,24 +140,34 @@ def installed_version() -> str | None:
     return status.split()[-1] if done.returncode == 0 and "ok installed" in status else None
 
 
-@pytest.fixture
-def clean_machine() -> Iterator[None]:
-    require_build_tools()
+def require_clean_machine() -> None:
+    """Skip (fail in CI) where switchboard-node or /etc/switchboard is already present."""
     require_service(
         "a machine without the switchboard-node package",
         installed_version() is None and not ETC.exists(),
         "this test installs and purges switchboard-node and /etc/switchboard; run it where "
         "neither is present",
     )
+
+
+def purge_node_package() -> None:
+    """Purge switchboard-node if installed, and remove what it or its daemon left."""
+    known = subprocess.run(["dpkg-query", "-W", "switchboard-node"], capture_output=True)
+    if known.returncode == 0:
+        subprocess.run(["apt-get", "purge", "-y", "switchboard-node"], env=SYSTEM_ENV,
+                       capture_output=True, timeout=120, check=False)  # fmt: skip
+    for leftover in (ETC, Path("/var/log/switchboard"), Path("/var/lib/switchboard-node")):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+@pytest.fixture
+def clean_machine() -> Iterator[None]:
+    require_build_tools()
+    require_clean_machine()
     try:
         yield
     finally:
-        known = subprocess.run(["dpkg-query", "-W", "switchboard-node"], capture_output=True)
-        if known.returncode == 0:
-            subprocess.run(["apt-get", "purge", "-y", "switchboard-node"], env=SYSTEM_ENV,
-                           capture_output=True, timeout=120, check=False)  # fmt: skip
-        for leftover in (ETC, Path("/var/log/switchboard"), Path("/var/lib/switchboard-node")):
-            shutil.rmtree(leftover, ignore_errors=True)
+        purge_node_package()
 
 
 def test_install_upgrade_purge(deb: Path, clean_machine: None, tmp_path: Path) -> None:

@@ -42,7 +42,14 @@ from harness.portal import PortalStack
 from harness.services import require_service
 from harness.stacks import ENROLMENT_TOKEN, portal_public_key
 from portal.core.supervisor import Child, Supervisor
-from tests.deploy.test_deb import SYSTEM_ENV, build, installed_version, require_build_tools
+from tests.deploy.test_deb import (
+    SYSTEM_ENV,
+    build,
+    installed_version,
+    purge_node_package,
+    require_build_tools,
+    require_clean_machine,
+)
 from tests.integration import netns
 from tests.integration.test_netns import finished_job, lab, require_lab, start_portal_side
 
@@ -108,12 +115,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     /etc/switchboard and what the daemon left, whatever happened."""
     require_lab()
     require_build_tools()
-    require_service(
-        "a machine without the switchboard-node package",
-        installed_version() is None and not ETC.exists(),
-        "this test installs and purges switchboard-node and /etc/switchboard; run it where "
-        "neither is present",
-    )
+    require_clean_machine()
     started = time.monotonic()
     deb = build(tmp_path_factory.mktemp("deb"))
     timed("make deb", started)
@@ -125,11 +127,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         assert installed_version() == VERSION
         yield deb
     finally:
-        known = subprocess.run(["dpkg-query", "-W", "switchboard-node"], capture_output=True)
-        if known.returncode == 0:
-            apt("purge", "-y", "switchboard-node", timeout=120)
-        for leftover in (ETC, Path("/var/log/switchboard"), Path("/var/lib/switchboard-node")):
-            shutil.rmtree(leftover, ignore_errors=True)
+        purge_node_package()
         print("timings (s):", TIMINGS)
 
 
