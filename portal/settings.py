@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 from portal.core.env import env_bool, env_float, env_list, env_str
 
@@ -34,6 +35,12 @@ SECRET_KEY = env_str("SECRET_KEY", EMBEDDED_SECRET_KEY)
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# The address people type (https://switchboard.example.net), behind nginx in production.
+# `manage.py check --deploy` holds ALLOWED_HOSTS and CSRF_TRUSTED_ORIGINS against it
+# (portal/core/checks.py), so a wrong one is named there instead of as a bare 400 or 403.
+SWITCHBOARD_PUBLIC_URL = env_str("SWITCHBOARD_PUBLIC_URL", "")
+# Refused form posts get a page that says why (the reason Django found), not a bare 403.
+CSRF_FAILURE_VIEW = "portal.core.error_pages.csrf_failure"
 
 INSTALLED_APPS = [
     "daphne",
@@ -246,6 +253,16 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_QUEUE_DIR = VAR_DIR / "celery"
+# Periodic tasks, queued by the site's one `celery beat` (deploy/systemd/switchboard-beat.service)
+# and run by any worker. The sweeps of orphaned jobs, overdue approvals and brokers are not
+# here: every worker runs them itself (portal/jobs/tasks.py), so they go on without a beat.
+CELERY_BEAT_SCHEDULE = {
+    "audit-retention": {
+        "task": "portal.audit.prune",
+        # Daily at a quiet hour (UTC); SWITCHBOARD_AUDIT_PRUNE_HOUR moves it.
+        "schedule": crontab(hour=int(env_float("SWITCHBOARD_AUDIT_PRUNE_HOUR", 3)), minute=17),
+    },
+}
 
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL

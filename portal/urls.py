@@ -15,6 +15,9 @@ audit_pages = [
     path("nodes/<str:identity>/", history.node_history, name="node"),
 ]
 
+# A host outside ALLOWED_HOSTS gets a 400 that says so (Django's own page is a bare "Bad Request").
+handler400 = "portal.core.error_pages.bad_request"
+
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

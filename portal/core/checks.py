@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core import checks
+from django.core.checks import CheckMessage, Error, Tags, register
+from django.http.request import split_domain_port, validate_host
 
 from agents.protocol import parse_brokers
 
@@ -49,3 +52,75 @@ def check_production_services(app_configs: Any, **kwargs: Any) -> list[Error]:
             Error("production profile needs REDIS_URL=redis://...", id="switchboard.E004")
         )
     return errors
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+@register(Tags.security, deploy=True)
+def check_public_address(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """``ALLOWED_HOSTS`` and ``CSRF_TRUSTED_ORIGINS`` against ``SWITCHBOARD_PUBLIC_URL``.
+
+    Behind nginx a wrong value shows only as a bare "400 Bad Request" (a host Django does not
+    serve) or a refused sign-in (an origin it does not trust), far from its cause; the
+    address people type is what both must agree with, so it is the one thing to set.
+    """
+    url = settings.SWITCHBOARD_PUBLIC_URL
+    if not url:
+        if not settings.PRODUCTION:
+            return []
+        return [
+            checks.Warning(
+                "SWITCHBOARD_PUBLIC_URL is not set, so ALLOWED_HOSTS and "
+                "CSRF_TRUSTED_ORIGINS cannot be checked against the address people use.",
+                hint="Set it to the portal's address, e.g. https://switchboard.example.net.",
+                id="switchboard.W010",
+            )
+        ]
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        return [
+            Error(
+                f"SWITCHBOARD_PUBLIC_URL={url!r} is not an address like "
+                "https://switchboard.example.net (a scheme and a host, no path).",
+                id="switchboard.E010",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    domain = split_domain_port(parts.netloc.rsplit("@", 1)[-1])[0]
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        messages.append(
+            Error(
+                f"ALLOWED_HOSTS {settings.ALLOWED_HOSTS} does not allow {parts.hostname!r}, the "
+                "host of SWITCHBOARD_PUBLIC_URL: every request through the proxy would be "
+                "refused with 400 Bad Request.",
+                hint=f"Add {parts.hostname} to ALLOWED_HOSTS.",
+                id="switchboard.E011",
+            )
+        )
+    origin = _origin(url)
+    trusted = [entry.lower().rstrip("/") for entry in settings.CSRF_TRUSTED_ORIGINS]
+    if origin not in trusted:
+        near = [entry for entry in trusted if urlsplit(entry).netloc == parts.netloc.lower()]
+        why = f" ({', '.join(near)} has another scheme)" if near else ""
+        messages.append(
+            Error(
+                f"CSRF_TRUSTED_ORIGINS {settings.CSRF_TRUSTED_ORIGINS} does not list {origin}, "
+                f"the origin of SWITCHBOARD_PUBLIC_URL{why}: behind a proxy the sign-in form "
+                "and every other form would be refused (403, CSRF verification failed).",
+                hint=f"Add {origin} to CSRF_TRUSTED_ORIGINS.",
+                id="switchboard.E012",
+            )
+        )
+    if parts.scheme == "http" and settings.SESSION_COOKIE_SECURE:
+        messages.append(
+            Error(
+                f"SWITCHBOARD_PUBLIC_URL={url!r} is plain HTTP but the session cookie is sent "
+                "over HTTPS only (SESSION_COOKIE_SECURE): nobody could stay signed in.",
+                hint="Serve the portal over HTTPS (deploy/nginx/switchboard.conf).",
+                id="switchboard.E013",
+            )
+        )
+    return messages

@@ -145,3 +145,26 @@ def test_the_command_uses_the_settings(history, tmp_path, settings, capsys) -> N
 def test_a_retention_under_a_day_is_refused(tmp_path) -> None:
     with pytest.raises(PruneError, match="keep at least one day"):
         prune_events(retention_days=0, archive_dir=tmp_path)
+
+
+def test_the_beat_schedule_prunes_daily_through_the_registered_task(history, tmp_path, settings):
+    """beat queues the retention task by name; the task prunes with the settings' period and
+    archive directory, as ``manage.py prune_audit`` does with its defaults."""
+    from celery.schedules import crontab
+
+    from portal.audit.tasks import PRUNE_AUDIT_TASK, prune_audit
+    from portal.celery import app
+
+    entry = app.conf.beat_schedule["audit-retention"]
+    assert entry["task"] == PRUNE_AUDIT_TASK
+    assert PRUNE_AUDIT_TASK in app.tasks
+    assert isinstance(entry["schedule"], crontab)
+    assert entry["schedule"].hour == {3}
+
+    settings.SWITCHBOARD_AUDIT_RETENTION_DAYS = 365
+    settings.SWITCHBOARD_AUDIT_ARCHIVE_DIR = str(tmp_path)
+    prune_audit()
+    pruned = AuditEvent.objects.get(kind="audit.pruned")
+    assert pruned.data["deleted"] == 2
+    assert pruned.data["retention_days"] == 365
+    assert [path.parent for path in tmp_path.glob("audit-*.jsonl.gz")] == [tmp_path]

@@ -58,19 +58,35 @@ def test_the_websocket_refuses_a_foreign_origin(operator: User) -> None:
     assert async_to_sync(connect)(b"http://evil.example") is False
 
 
-def test_check_deploy_is_clean_in_the_production_profile() -> None:
+def check_deploy(**settings: str) -> subprocess.CompletedProcess[str]:
+    """`manage.py check --deploy` run as an operator would, on the production profile."""
     env = dict(
         os.environ,
         SWITCHBOARD_PROFILE="production",
         SECRET_KEY=secrets.token_urlsafe(50),
         ALLOWED_HOSTS="noc.example.com",
+        CSRF_TRUSTED_ORIGINS="https://noc.example.com",
+        SWITCHBOARD_PUBLIC_URL="https://noc.example.com",
         DATABASE_URL="postgresql://switchboard@db.example:5432/switchboard",
         REDIS_URL="redis://redis.example:6379/0",
         STOMP_BROKERS="noc-broker.example:61613",
     )
-    result = subprocess.run(
+    env.update(settings)
+    return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+
+
+def test_check_deploy_is_clean_in_the_production_profile() -> None:
+    result = check_deploy()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_names_a_wrong_proxy_setting() -> None:
+    result = check_deploy(CSRF_TRUSTED_ORIGINS="http://noc.example.com", ALLOWED_HOSTS="noc")
+    assert result.returncode != 0
+    assert "switchboard.E011" in result.stderr
+    assert "switchboard.E012" in result.stderr
+    assert "does not list https://noc.example.com" in result.stderr
