@@ -270,7 +270,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000},
+            # No read timeout: redis-py 8 defaults to 5 s, and channels-redis waits 5 s for a
+            # message, so every WebSocket idle that long was closed with 1011
+            # (django/channels_redis#422). REDIS_URL cannot carry it: Celery refuses the option.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "capacity": 1000,
+            },
         }
     }
 else:
