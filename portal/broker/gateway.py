@@ -12,6 +12,7 @@ import os
 import queue
 import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -102,6 +103,8 @@ class ReceivedReply:
     signature: bytes | None = None
     # Who the broker says sent it (its JMSXUserID stamp, with per-node logins), if it says.
     sender: str | None = None
+    # The broker's message-id, acknowledged once the reply is stored (``BrokerGateway.settle``).
+    message_id: str = ""
 
     def signed_by(self, public_key: Ed25519PublicKey) -> bool:
         """True if the reply carries a valid signature by this (registered) public key."""
@@ -155,7 +158,9 @@ class _ReplyListener(stomp.ConnectionListener):
     def on_message(self, frame: Any) -> None:
         try:
             received = ReceivedReply(
-                *open_reply(frame.body), sender=frame.headers.get(HEADER_BROKER_SENDER)
+                *open_reply(frame.body),
+                sender=frame.headers.get(HEADER_BROKER_SENDER),
+                message_id=frame.headers.get("message-id", ""),
             )
         except ProtocolError as exc:
             self.stats.malformed += 1
@@ -166,6 +171,46 @@ class _ReplyListener(stomp.ConnectionListener):
     def on_error(self, frame: Any) -> None:
         message = frame.headers.get("message", "") or frame.body
         logger.error("broker sent an ERROR frame: %s", message)
+
+
+class _ServerName(stomp.ConnectionListener):
+    """Keeps the ``server`` header of the broker's CONNECTED frame (e.g. ``ActiveMQ/5.17.6``).
+
+    stomp.py wakes the connecting thread before it calls the listeners, so ``connect`` can
+    return before ``on_connected`` ran: ``wait`` is how the reader knows it has.
+    """
+
+    def __init__(self) -> None:
+        self.name = ""
+        self._seen = threading.Event()
+
+    def on_connected(self, frame: Any) -> None:
+        self.name = frame.headers.get("server", "")
+        self._seen.set()
+
+    def wait(self, timeout: float) -> str:
+        """The server's name once the CONNECTED frame was handled ("" if not within timeout)."""
+        self._seen.wait(timeout)
+        return self.name
+
+
+REPLY_SUBSCRIPTION = "replies"
+# Replies ActiveMQ may hand out before the portal acknowledges them: about two flush intervals
+# of replies at the fastest rate measured (docs/performance.md), so acknowledging once per
+# flush never stalls delivery.
+REPLY_PREFETCH = 20000
+
+
+def acknowledges_replies(server: str) -> bool:
+    """Whether replies are taken with client acknowledgements on this broker.
+
+    ActiveMQ keeps a reply until the portal acknowledges it, cumulatively, after storing it:
+    a worker killed mid-job leaves its unstored replies in the queue for whoever takes the job
+    over (``portal.jobs.runner.salvage_job``). The embedded broker (coilmq) hands a client-ack
+    subscriber one message per acknowledgement, far too slow for a job's replies, so there the
+    broker forgets a reply once sent; it runs in the demo's own process tree anyway.
+    """
+    return server.startswith("ActiveMQ")
 
 
 def _client_id() -> str:
@@ -182,11 +227,18 @@ class BrokerGateway:
     can arrive before someone listens for it.
     """
 
-    def __init__(self, config: BrokerSettings, senderid: str | None = None) -> None:
+    def __init__(
+        self, config: BrokerSettings, senderid: str | None = None, reply_to: str | None = None
+    ) -> None:
+        """``reply_to``: read an existing reply queue (a job taken over from a dead runner)
+        instead of a new private one."""
         self.config = config
         self.senderid = senderid or socket.gethostname()
-        self.client_id = _client_id()
-        self.reply_to = reply_queue(config.collective, self.client_id)
+        self.reply_to = reply_to or reply_queue(config.collective, _client_id())
+        self.acknowledging = False
+        self._server = _ServerName()
+        self._taken = ""  # message-id of the newest reply handed to the caller (or dropped)
+        self._acked = ""
         self.stats = GatewayStats()
         self._inbox: queue.Queue[ReceivedReply] = queue.Queue()
         self._key = portal_signing_key(config.signing_key) if config.signing_key else None
@@ -201,9 +253,19 @@ class BrokerGateway:
             self.config.passcode,
             timeout=self.config.connect_timeout,
             tls=self.config.tls,
+            listeners={"server": self._server},
         )
         self._connection.set_listener("replies", self._listener)
-        self._connection.subscribe(destination=self.reply_to, id="replies", ack="auto")
+        self.acknowledging = acknowledges_replies(self._server.wait(self.config.connect_timeout))
+        if self.acknowledging:
+            self._connection.subscribe(
+                destination=self.reply_to,
+                id=REPLY_SUBSCRIPTION,
+                ack="client",
+                headers={"activemq.prefetchSize": str(REPLY_PREFETCH)},
+            )
+        else:
+            self._connection.subscribe(destination=self.reply_to, id=REPLY_SUBSCRIPTION, ack="auto")
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -254,10 +316,27 @@ class BrokerGateway:
             content_type=CONTENT_TYPE_JSON,
         )
 
+    def settle(self) -> None:
+        """Acknowledge every reply handed out so far (stored or deliberately dropped by now).
+
+        One cumulative ACK per call ("client" mode); a no-op where replies are not
+        acknowledged or nothing new was handed out.
+        """
+        if not self.acknowledging or self._taken == self._acked or self._connection is None:
+            return
+        try:
+            self._connection.ack(self._taken, REPLY_SUBSCRIPTION)
+        except (OSError, stomp.exception.StompException) as exc:
+            # Unacknowledged replies are redelivered to the next reader of the queue, where
+            # the job keeps one reply per node: nothing is lost or stored twice.
+            logger.warning("could not acknowledge replies up to %s: %s", self._taken, exc)
+            return
+        self._acked = self._taken
+
     def replies(
-        self, request: Request, deadline: float, poll: float = 0.1
+        self, requestid: str, deadline: float, poll: float = 0.1
     ) -> Iterator[ReceivedReply | None]:
-        """Yield replies to ``request`` until ``deadline`` (a ``time.monotonic()`` value).
+        """Yield replies to request ``requestid`` until ``deadline`` (``time.monotonic()``).
 
         Yields ``None`` at least every ``poll`` seconds while waiting, so the caller can flush
         what it has and decide to stop early (e.g. every discovered node has answered).
@@ -276,7 +355,8 @@ class BrokerGateway:
             except queue.Empty:
                 yield None
                 continue
-            if received.reply.requestid != request.requestid:
+            self._taken = received.message_id or self._taken
+            if received.reply.requestid != requestid:
                 # A late answer to an earlier request of this gateway (a batch past its
                 # timeout, a discovery ping) or a reply sent to the wrong queue: never the
                 # answer to this request, so never stored as one.
@@ -287,7 +367,7 @@ class BrokerGateway:
                     "dropped a reply from %s to request %s while collecting request %s",
                     received.reply.senderid,
                     received.reply.requestid,
-                    request.requestid,
+                    requestid,
                 )
                 continue
             yield received
@@ -313,7 +393,8 @@ class BrokerGateway:
         )
         self.publish(request)
         found: dict[str, ReceivedReply] = {}
-        for received in self.replies(request, time.monotonic() + timeout):
+        for received in self.replies(request.requestid, time.monotonic() + timeout):
             if received is not None:
                 found.setdefault(received.reply.senderid, received)
+        self.settle()
         return found

@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,10 +38,12 @@ from portal.audit.services import record_event
 from portal.celery import app as celery_app
 from portal.jobs.models import UNFINISHED_STATES, Job, NodeReply
 from portal.jobs.presenters import job_counts
+from portal.jobs.streaming import push_job_frame
 
 logger = logging.getLogger(__name__)
 
 RUN_JOB_TASK = "jobs.run_job"
+SALVAGE_JOB_TASK = "jobs.salvage_job"
 
 Status = Job.Status
 # Where each state may be reached from.
@@ -124,19 +127,34 @@ def record_discovery(
     )
 
 
-def record_batch_sent(job: Job, requestid: str, size: int, wait: float) -> datetime:
-    """A batch of ``size`` nodes was published; its wait for replies ends ``wait`` s later.
+def record_batch_sent(
+    job: Job, requestid: str, size: int, wait: float, reply_to: str = ""
+) -> datetime:
+    """A batch of ``size`` nodes was published as ``requestid``, answers going to ``reply_to``;
+    its wait for replies ends ``wait`` s later.
 
-    Returns that deadline. The first request id is kept for tracing on the nodes' logs.
+    Returns that deadline. The first request id is kept for tracing on the nodes' logs; the
+    current one and the reply queue let another worker take the job over if this runner dies.
     """
     waiting_until = timezone.now() + timedelta(seconds=wait)
     Job.objects.filter(pk=job.pk).update(
         batches_sent=F("batches_sent") + 1,
         sent_count=F("sent_count") + size,
         waiting_until=waiting_until,
+        current_requestid=requestid,
+        reply_to=reply_to,
     )
     Job.objects.filter(pk=job.pk, requestid="").update(requestid=requestid)
-    job.refresh_from_db(fields=["batches_sent", "sent_count", "waiting_until", "requestid"])
+    job.refresh_from_db(
+        fields=[
+            "batches_sent",
+            "sent_count",
+            "waiting_until",
+            "requestid",
+            "current_requestid",
+            "reply_to",
+        ]
+    )
     return waiting_until
 
 
@@ -349,24 +367,67 @@ def this_runner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def interrupt_orphaned_jobs(stale_after: float) -> list[int]:
-    """Mark running jobs whose runner is gone interrupted; returns their ids.
+@dataclass(frozen=True)
+class Orphans:
+    """What one sweep did with the running jobs whose runner is gone."""
+
+    interrupted: list[int] = field(default_factory=list)  # ended at once: nothing to wait for
+    taken_over: list[int] = field(default_factory=list)  # replies may wait: salvage them
+
+
+def interrupt_orphaned_jobs(stale_after: float) -> Orphans:
+    """Find running jobs whose runner is gone; end them interrupted, or take them over.
 
     A runner on this host whose process no longer exists is gone at once; any runner is gone
     once its heartbeat is older than ``stale_after`` seconds. Replies already stored stay.
+    A job with sent nodes that have not answered yet may have replies waiting in its reply
+    queue (the broker keeps unacknowledged ones): it is taken over by this process (its
+    ``runner`` compare-and-set) and queued for ``SALVAGE_JOB_TASK``, which stores them and
+    then ends it. Any other is ended at once.
     """
     host = socket.gethostname()
     cutoff = timezone.now() - timedelta(seconds=stale_after)
-    orphaned = []
+    orphans = Orphans()
     for job in Job.objects.filter(status=Status.RUNNING):
         runner_host, _, pid = job.runner.rpartition(":")
         dead_here = runner_host == host and pid.isdigit() and not _process_alive(int(pid))
         silent = job.heartbeat_at is None or job.heartbeat_at < cutoff
-        if dead_here or silent:
-            why = "its process ended" if dead_here else f"no heartbeat for {stale_after:g} s"
-            finish(job, Status.INTERRUPTED, f"interrupted: the runner {job.runner} stopped ({why})")
-            orphaned.append(job.pk)
-    return orphaned
+        if not (dead_here or silent):
+            continue
+        why = "its process ended" if dead_here else f"no heartbeat for {stale_after:g} s"
+        stopped = f"the runner {job.runner} stopped ({why})"
+        if _may_have_replies_waiting(job):
+            if take_over(job, job.runner, stopped):
+                orphans.taken_over.append(job.pk)
+                celery_app.send_task(SALVAGE_JOB_TASK, args=[job.pk, stopped, job.runner])
+            continue
+        finish(job, Status.INTERRUPTED, f"interrupted: {stopped}")
+        # Nobody else will tell the pages watching it: their runner is gone.
+        push_job_frame(job)
+        orphans.interrupted.append(job.pk)
+    return orphans
+
+
+def _may_have_replies_waiting(job: Job) -> bool:
+    """Sent nodes have neither answered nor been settled as silent, and their queue is known."""
+    unsettled = job.sent_count - job.replied_count - len(job.no_response)
+    return bool(job.reply_to and job.current_requestid and unsettled > 0)
+
+
+def take_over(job: Job, runner: str, stopped: str) -> bool:
+    """Make this process the running job's runner, if its runner is still ``runner``.
+
+    Compare-and-set on ``runner``: of two sweepers, or two deliveries of one salvage task,
+    only one takes it. The heartbeat starts again, so a taker that dies in turn is found the
+    same way. Logged with why the runner before was given up (``stopped``).
+    """
+    taken = Job.objects.filter(pk=job.pk, status=Status.RUNNING, runner=runner).update(
+        runner=this_runner(), heartbeat_at=timezone.now()
+    )
+    if taken:
+        logger.warning("job %s: taken over by %s: %s", job.pk, this_runner(), stopped)
+    job.refresh_from_db()
+    return bool(taken)
 
 
 def _process_alive(pid: int) -> bool:
@@ -387,4 +448,5 @@ def interrupt_unfinished_jobs(reason: str) -> int:
     jobs = list(Job.objects.unfinished())
     for job in jobs:
         finish(job, Status.INTERRUPTED, reason)
+        push_job_frame(job)
     return len(jobs)

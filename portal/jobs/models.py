@@ -71,6 +71,11 @@ class Job(models.Model):
     # found by these and marked interrupted, keeping its replies.
     runner = models.CharField(max_length=128, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Where the nodes send their replies, and the request the current batch was sent as: what
+    # a worker needs to take over the job of a runner that died and store the replies still
+    # waiting in that queue (``runner.salvage_job``).
+    reply_to = models.CharField(max_length=255, blank=True)
+    current_requestid = models.CharField(max_length=32, blank=True)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)

@@ -12,9 +12,10 @@ from dataclasses import dataclass, replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
+from django.utils import timezone
 
 from agents.filters import Filter
-from agents.protocol import BrokerUnavailable, Reply, Request
+from agents.protocol import BrokerUnavailable, Reply
 from portal.broker.gateway import (
     BrokerGateway,
     BrokerSettings,
@@ -85,6 +86,67 @@ def run_job(job_id: int, on_progress: ProgressCallback | None = None) -> Job | N
     return job
 
 
+# After a dead runner's batch wait ends, how long to keep reading its queue: replies the
+# nodes sent in time may still be on their way through the bridges.
+SALVAGE_GRACE = 2.0
+
+
+def salvage_job(
+    job_id: int, stopped: str, taken_by: str, on_progress: ProgressCallback | None = None
+) -> Job | None:
+    """Store the replies waiting in the reply queue of a job whose runner died, then end it.
+
+    The sweep took the job over as ``taken_by`` (``lifecycle.interrupt_orphaned_jobs``); this
+    process becomes its runner unless someone else already did (a second delivery of the
+    task). It reads the dead runner's reply queue, where the broker kept every reply the
+    runner had not acknowledged after storing it (ActiveMQ;
+    ``portal.broker.gateway.acknowledges_replies``), until the current batch's wait is over,
+    storing each node's reply once, as the runner would have. Batches never sent stay unsent:
+    RPC is at-most-once, and sending them would be deciding for the operator after a crash.
+    The job then ends *interrupted*, saying so and how many replies were saved.
+    """
+    job = Job.objects.get(pk=job_id)
+    if not lifecycle.take_over(job, taken_by, stopped):
+        logger.info("job %s: already taken over by %s", job_id, job.runner)
+        return None
+
+    def progress(replies: Sequence[NodeReply]) -> None:
+        push_job_frame(job, replies)
+        if on_progress is not None:
+            on_progress(job, replies)
+
+    before = job.replied_count
+    sent = job.targeted[: job.sent_count]
+    replied = set(job.replies.values_list("identity", flat=True))
+    waiting = set(sent) - replied - set(job.no_response)
+    wait = SALVAGE_GRACE
+    if job.waiting_until is not None:
+        wait += max((job.waiting_until - timezone.now()).total_seconds(), 0.0)
+    problem = ""
+    try:
+        broker_settings = replace(BrokerSettings.from_django(), collective=job.collective)
+        with BrokerGateway(broker_settings, reply_to=job.reply_to) as gateway:
+            keys = registered_keys(sorted(waiting))
+            collector = _Collector(job, gateway, progress, keys, waiting)
+            collector.collect(job.current_requestid, waiting, wait)
+            collector.flush()
+    except BrokerUnavailable as exc:
+        problem = f"; its reply queue could not be read: {exc}"
+    job.refresh_from_db()
+    saved = job.replied_count - before
+    if cancel_requested(job):
+        lifecycle.cancelled_while_running(job)
+    else:
+        finish(
+            job,
+            Job.Status.INTERRUPTED,
+            f"interrupted: {stopped}; {lifecycle.this_runner()} took the job over and stored "
+            f"{saved} more replies from its reply queue{problem}",
+        )
+    progress(())
+    return job
+
+
 def _discover_and_collect(
     job: Job, gateway: BrokerGateway, progress: Callable[[Sequence[NodeReply]], None]
 ) -> None:
@@ -114,7 +176,7 @@ def _discover_and_collect(
         return
     progress(())
 
-    collector = _Collector(job, progress, registered_keys(targets), set(targets))
+    collector = _Collector(job, gateway, progress, registered_keys(targets), set(targets))
     # Every discovered node is targeted and in one batch: the job's own filter reaches them.
     # Otherwise each request names its nodes, since the filter alone would reach them all.
     name_nodes = len(batches) > 1 or len(targets) < len(discovered)
@@ -135,9 +197,11 @@ def _discover_and_collect(
             roles=caller.roles,
         )
         gateway.publish(request)
-        lifecycle.record_batch_sent(job, request.requestid, len(batch), job.timeout)
+        lifecycle.record_batch_sent(
+            job, request.requestid, len(batch), job.timeout, reply_to=gateway.reply_to
+        )
         progress(())
-        finished_wait = collector.collect(gateway, request, set(batch))
+        finished_wait = collector.collect(request.requestid, set(batch), job.timeout)
         collector.flush()
         if not finished_wait:
             break  # cancelled while waiting: its silent nodes are settled by finish
@@ -210,11 +274,13 @@ class _Collector:
     def __init__(
         self,
         job: Job,
+        gateway: BrokerGateway,
         progress: Callable[[Sequence[NodeReply]], None],
         keys: dict[str, Ed25519PublicKey],
         targets: set[str],
     ) -> None:
         self.job = job
+        self.gateway = gateway
         self.targets = targets
         self.progress = progress
         self.keys = keys
@@ -227,35 +293,36 @@ class _Collector:
         self.next_cancel_check = time.monotonic() + CANCEL_CHECK_INTERVAL
         self.next_beat = time.monotonic() + HEARTBEAT_INTERVAL
 
-    def collect(self, gateway: BrokerGateway, request: Request, expected: set[str]) -> bool:
-        """Take replies to ``request`` until ``expected`` all answered or the job's timeout.
+    def collect(self, requestid: str, expected: set[str], wait: float) -> bool:
+        """Take replies to ``requestid`` until ``expected`` all answered or ``wait`` seconds.
 
         Returns False if the job was cancelled meanwhile.
         """
         try:
-            return self._collect(gateway, request, expected)
+            return self._collect(requestid, expected, wait)
         finally:
             # Replies the gateway dropped (malformed, or for another request) count as this
             # job's dropped replies: the job page says how many answers were not kept.
-            dropped = gateway.stats.dropped - self.gateway_dropped
+            dropped = self.gateway.stats.dropped - self.gateway_dropped
             if dropped:
                 logger.warning(
                     "job %s: dropped %d replies that were not to request %s "
                     "(late answers to an earlier request, or malformed)",
                     self.job.pk,
                     dropped,
-                    request.requestid,
+                    requestid,
                 )
             self.dropped += dropped
-            self.gateway_dropped = gateway.stats.dropped
+            self.gateway_dropped = self.gateway.stats.dropped
 
-    def _collect(self, gateway: BrokerGateway, request: Request, expected: set[str]) -> bool:
-        for received in gateway.replies(request, time.monotonic() + self.job.timeout):
+    def _collect(self, requestid: str, expected: set[str], wait: float) -> bool:
+        for received in self.gateway.replies(requestid, time.monotonic() + wait):
             if received is not None:
                 self.accept(received)
             now = time.monotonic()
             done = expected <= self.answered
-            if self.pending and (done or now >= self.next_flush):
+            # Also with nothing pending: replies dropped meanwhile are acknowledged then.
+            if done or now >= self.next_flush:
                 self.flush()
             if done:
                 return True
@@ -319,6 +386,8 @@ class _Collector:
             self.pending = []
         lifecycle.record_dropped(self.job, self.dropped)
         self.dropped = 0
+        # Stored (or deliberately dropped) now: the broker may forget them.
+        self.gateway.settle()
         if rows:
             self.progress(rows)
         self.next_flush = time.monotonic() + settings.SWITCHBOARD_FLUSH_INTERVAL

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -328,3 +329,66 @@ def test_a_worker_killed_mid_job_leaves_it_interrupted_with_its_replies(
     assert job["no_response"] == []
     assert len(job["not_sent"]) == NODE_COUNT - 10 == job["counts"]["not_sent"]
     assert portal.stored_replies(job_id) == {reply["identity"] for reply in job["replies"]}
+
+
+def _wait_until_sent(portal: PortalStack, job_id: int, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        job = portal.api("GET", f"/api/jobs/{job_id}/").json()
+        if job["counts"]["waiting"] == count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} was not sent to {count} nodes in time: {job}")
+
+
+def _sleep_everywhere(portal: PortalStack, seconds: float) -> int:
+    """A job of one batch whose replies all come ``seconds`` after it is sent."""
+    return portal.submit({"agent": "echo", "action": "sleep", "inputs": {"seconds": seconds}})
+
+
+def _taken_over(portal: PortalStack, job_id: int) -> dict:
+    stack.start_worker(portal.supervisor, env=portal.env)  # its start-up sweep finds the job
+    job = portal.finished(job_id, timeout=60)
+    assert job["status"] == "interrupted", job
+    assert "process ended" in job["error"] and "took the job over" in job["error"], job["error"]
+    return job
+
+
+@pytest.mark.faults
+def test_a_worker_killed_before_the_replies_came_loses_none_of_them(
+    portal: PortalStack, inventory: dict
+) -> None:
+    """The replies reach the dead runner's queue after it died: the worker that takes the job
+    over reads them from there and stores every one, on both profiles."""
+    job_id = _sleep_everywhere(portal, 3)
+    _wait_until_sent(portal, job_id, NODE_COUNT)
+    portal.supervisor.kill("worker")
+    job = _taken_over(portal, job_id)
+    assert job["counts"]["replied"] == NODE_COUNT == job["counts"]["ok"]
+    assert job["no_response"] == [] and job["not_sent"] == []
+    assert f"stored {NODE_COUNT} more replies" in job["error"]
+    assert len(portal.stored_replies(job_id)) == NODE_COUNT
+
+
+@pytest.mark.faults
+def test_replies_a_frozen_worker_received_but_never_stored_are_not_lost(
+    portal: PortalStack, inventory: dict, request: pytest.FixtureRequest
+) -> None:
+    """The worker is stopped (SIGSTOP) while the replies arrive, so the broker hands them to a
+    process that never stores them, then killed. ActiveMQ keeps a reply until the portal
+    acknowledges it after storing, so the worker taking over gets every one again. The
+    embedded broker forgets a reply once handed out (it cannot acknowledge in bulk): there the
+    replies the frozen worker held are lost, and counted as no response, never as answered."""
+    job_id = _sleep_everywhere(portal, 1)
+    _wait_until_sent(portal, job_id, NODE_COUNT)
+    (worker,) = [child for child in portal.supervisor.children if child.name == "worker"]
+    os.killpg(worker.process.pid, signal.SIGSTOP)
+    time.sleep(4)  # every node has answered; its reply went to the frozen worker's socket
+    portal.supervisor.kill("worker")
+    job = _taken_over(portal, job_id)
+    stored = portal.stored_replies(job_id)
+    assert job["counts"]["replied"] == len(stored)
+    assert len(stored) + len(job["no_response"]) == NODE_COUNT
+    assert set(job["no_response"]).isdisjoint(stored)
+    if "activemq" in request.node.callspec.id:
+        assert len(stored) == NODE_COUNT, job["error"]

@@ -123,7 +123,7 @@ def test_the_portal_gateway_over_tls_reaches_the_node(
                 ttl=10,
             )
             gateway.publish(request)
-            for received in gateway.replies(request, time.monotonic() + 3):
+            for received in gateway.replies(request.requestid, time.monotonic() + 3):
                 if received is not None:
                     return received.reply.senderid == IDENTITY
         return False

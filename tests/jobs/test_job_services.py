@@ -6,6 +6,7 @@ import os
 import socket
 import time
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import User
@@ -15,6 +16,8 @@ from agents.protocol import Reply
 from portal.jobs.catalog import JobRequestError
 from portal.jobs.lifecycle import (
     RUN_JOB_TASK,
+    SALVAGE_JOB_TASK,
+    Orphans,
     finish,
     interrupt_orphaned_jobs,
     interrupt_unfinished_jobs,
@@ -22,6 +25,8 @@ from portal.jobs.lifecycle import (
     record_discovery,
     record_replies,
     start,
+    take_over,
+    this_runner,
 )
 from portal.jobs.models import Job
 from portal.jobs.presenters import job_counts
@@ -175,9 +180,9 @@ def test_jobs_whose_runner_died_are_interrupted(fleet: list[str], operator, queu
     )
     Job.objects.filter(pk=fresh_elsewhere.pk).update(runner="other-host:1")
 
-    assert sorted(interrupt_orphaned_jobs(stale_after=30)) == sorted(
-        [dead_here.pk, silent_elsewhere.pk]
-    )
+    orphans = interrupt_orphaned_jobs(stale_after=30)
+    assert sorted(orphans.interrupted) == sorted([dead_here.pk, silent_elsewhere.pk])
+    assert orphans.taken_over == []
     dead_here.refresh_from_db()
     assert dead_here.status == Job.Status.INTERRUPTED
     assert "process ended" in dead_here.error
@@ -185,6 +190,35 @@ def test_jobs_whose_runner_died_are_interrupted(fleet: list[str], operator, queu
     assert dead_here.no_response == ["n2"]
     alive_here.refresh_from_db()
     assert alive_here.status == Job.Status.RUNNING
+
+
+def test_a_dead_runner_with_replies_outstanding_is_taken_over_once(
+    fleet: list[str], operator, queued_tasks
+) -> None:
+    """Sent nodes without an answer and a known reply queue: the sweep takes the job over and
+    queues its salvage instead of ending it; a second sweeper or delivery gets nothing."""
+    job = start(submit(operator).pk)
+    record_discovery(job, ["n1", "n2", "n3"], ["n1", "n2", "n3"], batch_count=2)
+    record_batch_sent(job, "request-1", 2, wait=60, reply_to="/queue/mcollective.reply.w1")
+    record_replies(job, [reply("n1")])
+    dead = f"{socket.gethostname()}:{2**22 + 12345}"
+    Job.objects.filter(pk=job.pk).update(runner=dead)
+
+    orphans = interrupt_orphaned_jobs(stale_after=30)
+    assert orphans.taken_over == [job.pk]
+    assert orphans.interrupted == []
+    job.refresh_from_db()
+    assert job.status == Job.Status.RUNNING
+    assert job.runner == this_runner()
+    assert (job.reply_to, job.current_requestid) == ("/queue/mcollective.reply.w1", "request-1")
+    stopped = f"the runner {dead} stopped (its process ended)"
+    assert queued_tasks.call_args_list[-1] == mock.call(
+        SALVAGE_JOB_TASK, args=[job.pk, stopped, this_runner()]
+    )
+    # Taken from the dead runner once: a second taker naming it gets nothing.
+    assert take_over(job, dead, stopped) is False
+    # The sweeper itself is alive and beating: the next sweep leaves the job to it.
+    assert interrupt_orphaned_jobs(stale_after=30) == Orphans()
 
 
 def test_a_nul_character_in_a_filter_is_refused() -> None:

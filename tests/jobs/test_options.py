@@ -12,7 +12,13 @@ from rest_framework.test import APIClient
 from agents.protocol import Reply, Request, encode
 from agents.protocol.security import SigningKey, open_reply, seal_reply
 from portal.accounts.services import issue_token
-from portal.broker.gateway import BrokerGateway, BrokerSettings, ReceivedReply
+from portal.broker.gateway import (
+    REPLY_SUBSCRIPTION,
+    BrokerGateway,
+    BrokerSettings,
+    ReceivedReply,
+    acknowledges_replies,
+)
 from portal.jobs.lifecycle import start
 from portal.jobs.models import Job
 from portal.jobs.options import ExecutionOptions, OptionsError
@@ -110,6 +116,20 @@ def _received(identity: str, key: SigningKey | None) -> ReceivedReply:
     return ReceivedReply(*open_reply(seal_reply(reply, key))) if key else ReceivedReply(reply)
 
 
+class _UnconnectedGateway(BrokerGateway):
+    """The real gateway, fed frames through its own listener instead of a broker connection."""
+
+    connected = True
+
+    def receive(self, reply: Reply, key: SigningKey | None = None, message_id: str = "") -> None:
+        body = seal_reply(reply, key) if key else encode(reply)
+        self._listener.on_message(SimpleNamespace(body=body, headers={"message-id": message_id}))
+
+
+def _gateway() -> _UnconnectedGateway:
+    return _UnconnectedGateway(BrokerSettings.from_django())
+
+
 @pytest.mark.django_db(transaction=True)
 def test_replies_are_checked_against_registered_keys(
     fleet: list[str], operator, queued_tasks
@@ -122,7 +142,7 @@ def test_replies_are_checked_against_registered_keys(
     honest, impostor = SigningKey.generate(), SigningKey.generate()
     keys = {"signed": honest.public_key, "forged": honest.public_key}
     targets = {"signed", "forged", "unknown"}
-    collector = _Collector(job, lambda rows: None, keys, targets)
+    collector = _Collector(job, _gateway(), lambda rows: None, keys, targets)
     collector.accept(_received("signed", honest))
     collector.accept(_received("forged", impostor))  # signed, but not with the registered key
     collector.accept(_received("forged", None))  # unsigned, though the node registered a key
@@ -137,16 +157,6 @@ def test_replies_are_checked_against_registered_keys(
     assert job.dropped_count == 6
 
 
-class _UnconnectedGateway(BrokerGateway):
-    """The real gateway, fed frames through its own listener instead of a broker connection."""
-
-    connected = True
-
-    def receive(self, reply: Reply, key: SigningKey | None = None) -> None:
-        body = seal_reply(reply, key) if key else encode(reply)
-        self._listener.on_message(SimpleNamespace(body=body, headers={}))
-
-
 @pytest.mark.django_db(transaction=True)
 def test_replies_to_other_requests_are_dropped_and_counted(
     fleet: list[str], operator, queued_tasks, caplog
@@ -156,7 +166,7 @@ def test_replies_to_other_requests_are_dropped_and_counted(
         filter=parse_filter_text(""), filter_text="", source="api",
     )  # fmt: skip
     job = start(job.pk)
-    gateway = _UnconnectedGateway(BrokerSettings.from_django())
+    gateway = _gateway()
     request = gateway.new_request(
         agent="rpcutil", action="ping", data={}, filter={}, callerid="u", ttl=60
     )
@@ -168,8 +178,8 @@ def test_replies_to_other_requests_are_dropped_and_counted(
     gateway._listener.on_message(SimpleNamespace(body="{not json", headers={}))
     gateway.receive(Reply.for_request(request, senderid="a", statuscode=0, statusmsg="OK"), key_a)
     keys = {"a": key_a.public_key, "b": key_b.public_key}
-    collector = _Collector(job, lambda rows: None, keys, {"a", "b"})
-    collector.collect(gateway, request, {"a"})
+    collector = _Collector(job, gateway, lambda rows: None, keys, {"a", "b"})
+    collector.collect(request.requestid, {"a"}, wait=5)
     collector.flush()
     job.refresh_from_db()
     assert list(job.replies.values_list("identity", flat=True)) == ["a"]
@@ -191,7 +201,7 @@ def test_with_broker_identity_required_a_reply_counts_only_from_its_own_login(
     job = start(job.pk)
     key_a, key_b = SigningKey.generate(), SigningKey.generate()
     keys = {"a": key_a.public_key, "b": key_b.public_key}
-    collector = _Collector(job, lambda rows: None, keys, {"a", "b"})
+    collector = _Collector(job, _gateway(), lambda rows: None, keys, {"a", "b"})
     stamped = dataclasses.replace(_received("a", key_a), sender="a")
     borrowed = dataclasses.replace(_received("b", key_b), sender="a")  # a's login, b's reply
     unstamped = _received("b", key_b)  # no stamp: a plain port, or a broker that does not
@@ -201,3 +211,62 @@ def test_with_broker_identity_required_a_reply_counts_only_from_its_own_login(
     job.refresh_from_db()
     assert list(job.replies.values_list("identity", flat=True)) == ["a"]
     assert job.dropped_count == 2
+
+
+class _AckRecorder:
+    """Stands in for the STOMP connection: records each ACK with the replies stored by then."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.acks: list[tuple[str, str, int]] = []
+
+    def is_connected(self) -> bool:
+        return True
+
+    def ack(self, message_id: str, subscription: str) -> None:
+        self.acks.append((message_id, subscription, self.job.replies.count()))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replies_are_acknowledged_cumulatively_only_once_stored(
+    fleet: list[str], operator, queued_tasks
+) -> None:
+    """On ActiveMQ the broker keeps a reply until it is acknowledged: one cumulative ACK per
+    flush, after the INSERT, so a worker killed before it stored a reply leaves it queued."""
+    job = submit_job(
+        user=operator, agent="rpcutil", action="ping", inputs={},
+        filter=parse_filter_text(""), filter_text="", source="api",
+    )  # fmt: skip
+    job = start(job.pk)
+    gateway = _gateway()
+    connection = _AckRecorder(job)
+    gateway._connection = connection
+    gateway.acknowledging = True
+    request = gateway.new_request(
+        agent="rpcutil", action="ping", data={}, filter={}, callerid="u", ttl=60
+    )
+    earlier = gateway.new_request(
+        agent="rpcutil", action="ping", data={}, filter={}, callerid="u", ttl=60
+    )
+    key_a, key_b = SigningKey.generate(), SigningKey.generate()
+    gateway.receive(
+        Reply.for_request(request, senderid="a", statuscode=0, statusmsg="OK"), key_a, "m1"
+    )
+    gateway.receive(
+        Reply.for_request(earlier, senderid="b", statuscode=0, statusmsg="OK"), key_b, "m2"
+    )
+    gateway.receive(
+        Reply.for_request(request, senderid="b", statuscode=0, statusmsg="OK"), key_b, "m3"
+    )
+    keys = {"a": key_a.public_key, "b": key_b.public_key}
+    collector = _Collector(job, gateway, lambda rows: None, keys, {"a", "b"})
+    assert collector.collect(request.requestid, {"a", "b"}, wait=5)
+    assert connection.acks == [("m3", REPLY_SUBSCRIPTION, 2)]
+    collector.flush()  # nothing new handed out: no second ACK
+    assert connection.acks == [("m3", REPLY_SUBSCRIPTION, 2)]
+
+
+def test_only_activemq_gets_client_acknowledgements() -> None:
+    assert acknowledges_replies("ActiveMQ/5.17.6")
+    assert not acknowledges_replies("coilmq/1.0.1")
+    assert not acknowledges_replies("")
