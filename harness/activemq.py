@@ -13,8 +13,26 @@ from agents.protocol.transport import TLSConfig
 from harness.services import port_open, require_service
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-# deploy/activemq/render.py's port plan: the portal's NOC broker and one per datacenter.
-ACTIVEMQ_PORTS = {"noc": 62613, "dc_a": 62623, "dc_b": 62633}
+# The port base the network was started with (`scripts/brokers up --port-base N`), so tests
+# can run against a second network beside the default one.
+PORT_BASE_ENV = "SWITCHBOARD_ACTIVEMQ_PORT_BASE"
+DEFAULT_PORT_BASE = 62610  # deploy/activemq/render.py's default
+
+
+def activemq_port_base() -> int:
+    """``$SWITCHBOARD_ACTIVEMQ_PORT_BASE``, else render.py's default 62610."""
+    value = os.environ.get(PORT_BASE_ENV) or str(DEFAULT_PORT_BASE)
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{PORT_BASE_ENV}={value!r} is not a port number") from None
+
+
+# deploy/activemq/render.py's port plan: broker i (the portal's NOC broker, then one per
+# datacenter) has plain STOMP on base + 3 + 10*i (62613, 62623, 62633 by default).
+ACTIVEMQ_PORTS = {
+    name: activemq_port_base() + 3 + 10 * i for i, name in enumerate(("noc", "dc_a", "dc_b"))
+}
 NOC, DC_A, DC_B = (("127.0.0.1", ACTIVEMQ_PORTS[name]) for name in ("noc", "dc_a", "dc_b"))
 # Where scripts/brokers keeps each broker's pid file, log and data: <dir>/<name>/.
 BROKER_DIR = BASE_DIR / "var" / "activemq"
@@ -125,14 +143,15 @@ def network_description(directory: Path | None = None) -> NetworkDescription | N
 
 
 def brokers(*args: str, check: bool = True, timeout: float = 180) -> int:
-    """``scripts/brokers ARGS`` (up, down, kill, start, probe...); its exit code."""
-    command = [str(BASE_DIR / "scripts" / "brokers"), *args]
+    """``scripts/brokers ARGS --dir brokers_dir()`` (up, down, kill, start, probe...); its
+    exit code."""
+    command = [str(BASE_DIR / "scripts" / "brokers"), *args, "--dir", str(brokers_dir())]
     return subprocess.run(command, cwd=BASE_DIR, check=check, timeout=timeout).returncode
 
 
 def broker_pid(name: str) -> int:
     """The running broker ``name``'s pid (noc, dc_a, dc_b) from its pid file; 0 if none."""
     try:
-        return int((BROKER_DIR / name / "activemq.pid").read_text().split()[0])
+        return int((brokers_dir() / name / "activemq.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 0

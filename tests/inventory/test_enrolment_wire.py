@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import pytest
 from django.db import connection
 
-from agents.protocol import Registration, connect, encode, registration_topic
+from agents.protocol import Registration, connect, encode, registration_queue
 from agents.protocol.security import SigningKey, enrolment_proof, seal_registration
-from harness.activemq import ACTIVEMQ_PORTS, BROKER_DIR, network_description, require_network
+from harness.activemq import ACTIVEMQ_PORTS, brokers_dir, network_description, require_network
 from harness.services import require_service
 from portal.audit.models import AuditEvent
 from portal.broker.gateway import BrokerSettings
@@ -127,27 +127,27 @@ def test_every_forged_registration_is_refused_counted_and_changes_nothing(
 ) -> None:
     victim_key, attacker = SigningKey.generate(), SigningKey.generate()
     conn = connect(network.publish_at, network.login, network.passcode)
-    topic = registration_topic("mcollective")
+    queue = registration_queue("mcollective")
     try:
         # The real node enrols (auto-accept by token) and is in the inventory.
         enrol = registration("victim", victim_key, TOKEN, customer="acme")
-        conn.send(topic, seal_registration(enrol, victim_key))
+        conn.send(queue, seal_registration(enrol, victim_key))
         wait_for(lambda: Node.objects.filter(identity="victim").exists())
         before = Node.objects.values_list("identity", "facts", "last_seen").get()
 
-        conn.send(topic, encode(registration("victim", attacker, customer="evil")))  # unsigned
+        conn.send(queue, encode(registration("victim", attacker, customer="evil")))  # unsigned
         tampered = json.loads(seal_registration(registration("victim", attacker), attacker))
         tampered["message"] = tampered["message"].replace('"facts":{}', '"facts":{"x":"y"}')
-        conn.send(topic, json.dumps(tampered))  # bad signature
+        conn.send(queue, json.dumps(tampered))  # bad signature
         other_signer = json.loads(seal_registration(registration("victim", attacker), attacker))
         other_signer["signer"] = victim_key.key_id
-        conn.send(topic, json.dumps(other_signer))  # signer is not the key carried
+        conn.send(queue, json.dumps(other_signer))  # signer is not the key carried
         for identity in BAD_IDENTITIES:
-            conn.send(topic, sealed_for_any_identity(identity, attacker))
-        conn.send(topic, "{not json")
+            conn.send(queue, sealed_for_any_identity(identity, attacker))
+        conn.send(queue, "{not json")
         # The forger's own key, the victim's name: a key conflict.
         forged = registration("victim", attacker, TOKEN, customer="evil")
-        conn.send(topic, seal_registration(forged, attacker))
+        conn.send(queue, seal_registration(forged, attacker))
 
         expected = {
             "unsigned": 1,
@@ -179,7 +179,7 @@ def test_with_per_node_logins_a_node_registers_only_as_itself(settings) -> None:
     """docs/tls.md, Per-node logins: the brokers stamp the login that sent each message; with
     SWITCHBOARD_REQUIRE_BROKER_IDENTITY a registration counts only under its sender's name."""
     require_network()
-    description = network_description(BROKER_DIR)
+    description = network_description(brokers_dir())
     require_service(
         "per-node certificates on the ActiveMQ network",
         description is not None and description.has_nodes(NODE_A, NODE_B),
@@ -201,13 +201,13 @@ def test_with_per_node_logins_a_node_registers_only_as_itself(settings) -> None:
         assert running.ready.wait(15)
         own = connect([description.stomp("dc_a")], None, None, tls=node_a_login)
         shared = connect(f"127.0.0.1:{ACTIVEMQ_PORTS['dc_a']}", "node", "node-secret")
-        topic = registration_topic("mcollective")
+        queue = registration_queue("mcollective")
         key_a, key_b = SigningKey.generate(), SigningKey.generate()
         try:
-            own.send(topic, seal_registration(registration(NODE_A, key_a, TOKEN), key_a))
+            own.send(queue, seal_registration(registration(NODE_A, key_a, TOKEN), key_a))
             # Node A's login speaking for node B; the shared login speaking for node A.
-            own.send(topic, seal_registration(registration(NODE_B, key_b, TOKEN), key_b))
-            shared.send(topic, seal_registration(registration(NODE_A, key_b, TOKEN), key_b))
+            own.send(queue, seal_registration(registration(NODE_B, key_b, TOKEN), key_b))
+            shared.send(queue, seal_registration(registration(NODE_A, key_b, TOKEN), key_b))
             wait_for(lambda: running.stats.refused["sender_mismatch"] == 2)
             wait_for(lambda: Node.objects.filter(identity=NODE_A).exists())
         finally:
