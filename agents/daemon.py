@@ -64,7 +64,8 @@ from agents.protocol import (
     broadcast_topic,
     directed_queue,
     encode,
-    registration_topic,
+    registration_headers,
+    registration_queue,
 )
 from agents.protocol.security import (
     SignatureError,
@@ -362,23 +363,31 @@ class NodeDaemon:
             else "",
         )
 
-    def registration_body(self) -> str:
-        """The registration's wire text: sealed with this node's key (unsealed without one,
+    def registration_body(self, registration: Registration) -> str:
+        """``registration``'s wire text: sealed with this node's key (unsealed without one,
         which the portal refuses; kept so a lab node still says who it is in the log)."""
-        registration = self.registration()
         if self.signing_key is None:
             return encode(registration)
         return seal_registration(registration, self.signing_key)
 
     def publish_registration(self) -> None:
-        """Send the sealed Registration to each collective's registration topic (best effort)."""
+        """Send the sealed Registration to each collective's registration queue (best effort)."""
         conn = self._conn
         if conn is None or not conn.is_connected():
             return
-        body = self.registration_body()
+        registration = self.registration()
+        body = self.registration_body(registration)
+        headers = registration_headers(
+            self.identity, registration.msgtime, self.config.register_interval
+        )
         for collective in self.config.collectives:
             try:
-                conn.send(registration_topic(collective), body, content_type=CONTENT_TYPE_JSON)
+                conn.send(
+                    registration_queue(collective),
+                    body,
+                    content_type=CONTENT_TYPE_JSON,
+                    headers=headers,
+                )
             except Exception as exc:  # the reconnect path will register again
                 log.warning("%s: registration not sent: %s", self.identity, exc)
 

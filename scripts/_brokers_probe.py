@@ -275,7 +275,7 @@ class Probe:
         cases = [
             ("/topic/mcollective.rpcutil.agent", False),
             ("/queue/mcollective.reply.probe_acl", True),
-            ("/topic/mcollective.registration.agent", True),
+            ("/queue/mcollective.registration", True),
         ]
         for dest, allowed in cases:
             if not conn.is_connected():

@@ -6,7 +6,7 @@ This is the contract between the portal and the nodes; both import it from here.
 from agents.protocol.destinations import (
     broadcast_topic,
     directed_queue,
-    registration_topic,
+    registration_queue,
     reply_queue,
     validate_name,
 )
@@ -33,6 +33,7 @@ from agents.protocol.transport import (
     HEADER_BROKER_SENDER,
     HEADER_CONTENT_TYPE,
     HEADER_EXPIRES,
+    HEADER_GROUP,
     HEADER_IDENTITY,
     HEADER_REPLY_TO,
     BrokerUnavailable,
@@ -41,6 +42,8 @@ from agents.protocol.transport import (
     expires_header,
     format_brokers,
     parse_brokers,
+    registration_headers,
+    registration_ttl,
     request_headers,
 )
 
@@ -51,6 +54,7 @@ __all__ = [
     "HEADER_BROKER_SENDER",
     "HEADER_CONTENT_TYPE",
     "HEADER_EXPIRES",
+    "HEADER_GROUP",
     "HEADER_IDENTITY",
     "HEADER_REPLY_TO",
     "MAX_MESSAGE_BYTES",
@@ -75,7 +79,9 @@ __all__ = [
     "expires_header",
     "format_brokers",
     "parse_brokers",
-    "registration_topic",
+    "registration_headers",
+    "registration_queue",
+    "registration_ttl",
     "reply_queue",
     "request_headers",
     "validate_name",

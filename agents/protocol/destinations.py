@@ -40,7 +40,8 @@ def reply_queue(collective: str, client_id: str) -> str:
     return f"/queue/{collective}.reply.{client_id}"
 
 
-def registration_topic(collective: str) -> str:
-    """Topic nodes publish their Registration envelope to."""
+def registration_queue(collective: str) -> str:
+    """Queue nodes send their sealed Registration to; the portal's registration consumers
+    compete on it, so each registration is taken by exactly one of them."""
     validate_name("collective", collective)
-    return f"/topic/{collective}.registration.agent"
+    return f"/queue/{collective}.registration"

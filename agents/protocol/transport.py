@@ -28,6 +28,8 @@ HEADER_REPLY_TO = "reply-to"
 HEADER_CONTENT_TYPE = "content-type"
 HEADER_EXPIRES = "expires"
 HEADER_IDENTITY = "mc_identity"
+# ActiveMQ message groups: every message of one group goes to the same consumer while it lives.
+HEADER_GROUP = "JMSXGroupID"
 # Set by ActiveMQ (populateJMSXUserID) to the login that sent the message; a client's own
 # value is discarded. With per-node logins it names the node (docs/tls.md).
 HEADER_BROKER_SENDER = "JMSXUserID"
@@ -141,6 +143,33 @@ def request_headers(reply_to: str, msgtime: float, ttl: int) -> dict[str, str]:
     return {
         HEADER_REPLY_TO: reply_to,
         HEADER_EXPIRES: expires_header(msgtime, ttl),
+    }
+
+
+# How long a registration may wait on the broker for a consumer, in register intervals: the
+# node sends a newer one every interval (jittered +-10%), which supersedes it (the portal
+# refuses a registration older than the one it recorded), so one waiting longer than two
+# intervals is never the newest any more and only fills the broker while no consumer runs.
+REGISTRATION_TTL_INTERVALS = 2
+# A node with register_interval 0 registers only at start and reconnect, so its registration
+# is not re-sent soon: keep it a day for a portal that is down for maintenance, and no longer,
+# so a fleet's registrations cannot pile up without bound.
+REGISTRATION_TTL_WITHOUT_INTERVAL = 86400.0
+
+
+def registration_ttl(register_interval: float) -> float:
+    """Seconds a registration may wait on the broker before it drops it undelivered."""
+    if register_interval <= 0:
+        return REGISTRATION_TTL_WITHOUT_INTERVAL
+    return REGISTRATION_TTL_INTERVALS * register_interval
+
+
+def registration_headers(identity: str, msgtime: float, register_interval: float) -> dict[str, str]:
+    """Headers for sending a Registration: its message group (the node's identity, so one
+    consumer takes all of a node's registrations while it lives) and its broker-side expiry."""
+    return {
+        HEADER_GROUP: identity,
+        HEADER_EXPIRES: str(int((msgtime + registration_ttl(register_interval)) * 1000)),
     }
 
 

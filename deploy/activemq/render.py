@@ -498,11 +498,11 @@ def authorization_entries(collective_names, per_node: bool = False) -> str:
         lines += [
             f"              <!-- Collective {c}: requests (clients write, servers read),",
             "                   directed requests, replies (servers write, the client reads),",
-            "                   registration (servers write, the client reads). -->",
+            "                   registration queue (servers write, only the portal reads). -->",
             _entry("topic", f"{c}.*.agent", nodes, "clients", f"clients,{nodes}"),
             _entry("queue", f"{c}.nodes", nodes, "clients", f"clients,{nodes}"),
             _entry("queue", f"{c}.reply.>", "clients", f"clients,{nodes}", f"clients,{nodes}"),
-            _entry("topic", f"{c}.registration.agent", "clients", nodes, f"clients,{nodes}"),
+            _entry("queue", f"{c}.registration", "clients", nodes, f"clients,{nodes}"),
         ]
     return "\n".join(lines)
 

@@ -33,7 +33,7 @@ from agents.protocol import (
     SubscriptionConfirmer,
     connect,
     parse_brokers,
-    registration_topic,
+    registration_queue,
 )
 from agents.protocol.security import SignatureError, UnsignedMessage, open_registration
 from portal.broker.gateway import BrokerSettings, sent_as_claimed
@@ -51,6 +51,9 @@ FLUSH_INTERVAL = 1.0
 FLUSH_MESSAGES = 500
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
+# How often a running consumer logs its counters: with several consumers on one queue, each
+# one's line says how much of the fleet's registrations it takes.
+STATS_INTERVAL = 60.0
 
 
 @dataclass
@@ -70,6 +73,15 @@ class ConsumerStats:
     def malformed(self) -> int:
         """Registrations that were not a well-formed envelope at all."""
         return self.refused["malformed"]
+
+    def summary(self) -> str:
+        """The counters in one line, for the periodic log line and the one at exit."""
+        refused = ", ".join(f"{n} {why}" for why, n in sorted(self.refused.items())) or "none"
+        return (
+            f"{self.received} received, {self.malformed} malformed, {self.recorded} nodes "
+            f"written in {self.flushes} flushes, {self.pending} pending, "
+            f"{self.auto_accepted} auto-accepted; refused: {refused}"
+        )
 
 
 # What each refusal made at admission (enrolment) means, for the counters' last detail.
@@ -125,7 +137,7 @@ class _RegistrationListener(stomp.ConnectionListener):
 
 
 class RegistrationConsumer:
-    """Subscribes to the registration topic and records what arrives, until ``stop()``.
+    """Subscribes to the registration queue and records what arrives, until ``stop()``.
 
     Guarantees: a malformed frame is logged and counted, never fatal; registrations are
     written every ``flush_interval`` seconds or ``flush_messages`` messages (newest per node);
@@ -141,8 +153,11 @@ class RegistrationConsumer:
         on_ready: Callable[[], None] | None = None,
         flush_interval: float = FLUSH_INTERVAL,
         flush_messages: int = FLUSH_MESSAGES,
+        stats_interval: float = STATS_INTERVAL,
     ) -> None:
         self.config = config
+        self.stats_interval = stats_interval
+        self._next_stats = time.monotonic() + stats_interval
         self.on_ready = on_ready
         self.flush_interval = flush_interval
         self.flush_messages = flush_messages
@@ -220,12 +235,19 @@ class RegistrationConsumer:
             },
         )
         self._connection = conn
-        conn.subscribe(
-            destination=registration_topic(self.config.collective), id="registrations", ack="auto"
-        )
+        destination = registration_queue(self.config.collective)
+        # ack=auto: a consumer killed mid-batch loses what it buffered (at most one flush
+        # interval, FLUSH_MESSAGES at most) and what the broker had dispatched to it; each of
+        # those nodes registers again within its register interval, and until then its
+        # inventory row is only that much older. Client ack after the flush would lose nothing,
+        # but coilmq hands a client-ack subscriber one message at a time until it acks (one
+        # registration per flush), and on ActiveMQ the unacked batch comes back after a
+        # reconnect while the buffer still holds it. The queue already makes each
+        # registration one consumer's, which is what running several consumers needs.
+        conn.subscribe(destination=destination, id="registrations", ack="auto")
         self._confirmer.confirm(conn, self.config.connect_timeout, "the registration subscription")
         self.stats.connects += 1
-        logger.info("subscribed to %s", registration_topic(self.config.collective))
+        logger.info("subscribed to %s", destination)
 
     def _connected(self) -> bool:
         return self._connection is not None and self._connection.is_connected()
@@ -256,6 +278,9 @@ class RegistrationConsumer:
             if now >= next_flush or self._pending_messages >= self.flush_messages:
                 self._flush()
                 next_flush = time.monotonic() + self.flush_interval
+            if now >= self._next_stats:
+                logger.info("registration consumer stats: %s", self.stats.summary())
+                self._next_stats = now + self.stats_interval
             wait = next_flush - now if deadline is None else min(next_flush, deadline) - now
             try:
                 item = self.inbox.get(timeout=max(wait, 0.0))

@@ -204,13 +204,13 @@ class RawStomp:
 # -- the node and the client -----------------------------------------------------------------
 
 REPLY_QUEUE = "/queue/mcollective.reply.conformance_client"
-REGISTRATION_TOPIC = "/topic/mcollective.registration.agent"
+REGISTRATION_QUEUE = "/queue/mcollective.registration"
 PING_TOPIC = "/topic/mcollective.rpcutil.agent"
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A broker, a raw client subscribed to its reply queue and the registration topic, and a
+    """A broker, a raw client subscribed to its reply queue and the registration queue, and a
     node that trusts the client's key; yields (client, node, portal key, registration body)."""
     tmp = tmp_path_factory.mktemp("conformance")
     portal_key = Ed25519PrivateKey.generate()
@@ -223,7 +223,7 @@ def world(tmp_path_factory):
         client = RawStomp("127.0.0.1", broker.port)
         connected = client.connect()
         assert connected["version"] == "1.1"
-        client.subscribe(REGISTRATION_TOPIC, "registrations")
+        client.subscribe(REGISTRATION_QUEUE, "registrations")
         client.subscribe(REPLY_QUEUE, "replies")
         node = NodeDaemon(
             NodeConfig(
@@ -244,7 +244,12 @@ def world(tmp_path_factory):
         node.start()
         try:
             headers, registration = client.message()
-            assert headers["destination"] == REGISTRATION_TOPIC
+            assert headers["destination"] == REGISTRATION_QUEUE
+            # protocol.md: the node's identity as the message group, and an expiry of a day
+            # after msgtime for a node that registers only at start (register_interval 0).
+            msgtime = json.loads(json.loads(registration)["message"])["msgtime"]
+            assert headers["JMSXGroupID"] == IDENTITY
+            assert headers["expires"] == str(int((msgtime + 86400) * 1000))
             yield client, node, portal_key, registration
         finally:
             node.stop()

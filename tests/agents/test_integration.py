@@ -22,7 +22,7 @@ from agents.protocol import (
     connect,
     decode_registration,
     encode,
-    registration_topic,
+    registration_queue,
     reply_queue,
     request_headers,
 )
@@ -213,28 +213,31 @@ def test_slow_action_does_not_block_other_requests(broker, client):
         node.stop()
 
 
-def test_registration_is_published(broker):
-    collector = Collector()
-    conn = connect(broker.address, None, None, listeners={"c": collector})
-    conn.subscribe(registration_topic("mcollective"), id="reg", ack="auto")
-    time.sleep(0.1)
-    node = NodeDaemon(
-        NodeConfig(
-            identity="reg-node",
-            facts={"a": 1},
-            brokers=[("127.0.0.1", broker.port)],
-            register_interval=0,
+def test_registration_is_published():
+    # A broker of its own: the registration queue keeps what the module's fleet sent to it
+    # with no consumer, and would hand that backlog to this subscriber first.
+    with EmbeddedBroker() as broker:
+        collector = Collector()
+        conn = connect(broker.address, None, None, listeners={"c": collector})
+        conn.subscribe(registration_queue("mcollective"), id="reg", ack="auto")
+        time.sleep(0.1)
+        node = NodeDaemon(
+            NodeConfig(
+                identity="reg-node",
+                facts={"a": 1},
+                brokers=[("127.0.0.1", broker.port)],
+                register_interval=0,
+            )
         )
-    )
-    node.start()
-    try:
-        regs = [decode_registration(b) for b in collector.drain(1)]
-        assert [(r.identity, r.facts, r.agents) for r in regs] == [
-            ("reg-node", {"a": 1}, sorted(node.agents))
-        ]
-    finally:
-        node.stop()
-        conn.disconnect()
+        node.start()
+        try:
+            regs = [decode_registration(b) for b in collector.drain(1)]
+            assert [(r.identity, r.facts, r.agents) for r in regs] == [
+                ("reg-node", {"a": 1}, sorted(node.agents))
+            ]
+        finally:
+            node.stop()
+            conn.disconnect()
 
 
 def test_node_reconnects_and_resubscribes_after_broker_restart():

@@ -17,7 +17,7 @@ from agents.protocol import (
     encode,
     expires_header,
     parse_brokers,
-    registration_topic,
+    registration_queue,
     reply_queue,
 )
 
@@ -32,7 +32,7 @@ def test_destinations():
     assert broadcast_topic("mcollective", "rpcutil") == "/topic/mcollective.rpcutil.agent"
     assert directed_queue("dc_a") == "/queue/dc_a.nodes"
     assert reply_queue("dc_a", "portal-1") == "/queue/dc_a.reply.portal-1"
-    assert registration_topic("dc_b") == "/topic/dc_b.registration.agent"
+    assert registration_queue("dc_b") == "/queue/dc_b.registration"
 
 
 @pytest.mark.parametrize("bad", ["", "a.b", "a/b", "*", ">", "a b", "é"])

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.protocol import Registration, connect, registration_topic
+from agents.protocol import Registration, connect, registration_queue
 from agents.protocol.security import SigningKey, seal_registration
 from harness.portal import PASSWORD, PortalStack
 from harness.replies import replies_from_messages
@@ -104,6 +104,6 @@ def register_node(portal: PortalStack, identity: str, key: SigningKey, **facts: 
     )  # fmt: skip
     conn = connect(portal.env["STOMP_BROKERS"], None, None)
     try:
-        conn.send(registration_topic("mcollective"), seal_registration(registration, key))
+        conn.send(registration_queue("mcollective"), seal_registration(registration, key))
     finally:
         conn.disconnect()

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agents.protocol import broadcast_topic, registration_topic, reply_queue
+from agents.protocol import broadcast_topic, registration_queue, reply_queue
 from agents.protocol.transport import BrokerUnavailable, TLSConfig, connect
 from harness.activemq import NetworkDescription, network_description, network_json
 from harness.services import port_open, require_service
@@ -43,7 +43,7 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 NODE_PASSWORD = os.environ.get("SWITCHBOARD_AMQ_NODE_PASSWORD", "node-secret")
 PORTAL_PASSWORD = os.environ.get("SWITCHBOARD_AMQ_PORTAL_PASSWORD", "portal-secret")
 NODE_A, NODE_B = "node0001.a.example", "node0002.a.example"  # scripts/make-dev-ca's defaults
-REGISTRATION = registration_topic("mcollective")
+REGISTRATION = registration_queue("mcollective")
 BRIDGE_WAIT = 30.0  # a new subscription at the NOC needs a moment to cross to dc_a
 
 

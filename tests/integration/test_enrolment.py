@@ -23,7 +23,7 @@ from agents.protocol import (
     broadcast_topic,
     connect,
     decode_request,
-    registration_topic,
+    registration_queue,
 )
 from agents.protocol.security import SigningKey, seal_registration, seal_reply
 from harness.activemq import ACTIVEMQ_PORTS
@@ -190,7 +190,7 @@ def test_a_forged_identity_cannot_speak_for_an_accepted_node(token_portal: Porta
             classes=[], agents=["rpcutil"], msgtime=time.time() + 1,
             public_key=attacker.public_pem(),
         )  # fmt: skip
-        conn.send(registration_topic("mcollective"), seal_registration(forged, attacker))
+        conn.send(registration_queue("mcollective"), seal_registration(forged, attacker))
         assert eventually(lambda: conflicts(portal) == [victim], 30)
         conn.set_listener("forger", forger)
         conn.subscribe(broadcast_topic("mcollective", "rpcutil"), id="forger", ack="auto")

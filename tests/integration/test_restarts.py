@@ -56,7 +56,7 @@ NOC = f"127.0.0.1:{ACTIVEMQ_PORTS['noc']}"
 REDIS_URL = "redis://127.0.0.1:6379/9"
 # The worker sweeps (orphaned jobs, broker states) every half of this: every 6 s here.
 SWEEP_ENV = {"SWITCHBOARD_JOB_STALE_AFTER": "12"}
-SUBSCRIBED = "subscribed to /topic/mcollective.registration.agent"
+SUBSCRIBED = "subscribed to /queue/mcollective.registration"
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from agents.protocol import connect, registration_topic
+from agents.protocol import connect, registration_queue
 from agents.simulator import Simulator
 from portal.broker.gateway import BrokerSettings
 from portal.core.embedded_broker import EmbeddedBroker
@@ -105,10 +105,10 @@ def test_simulated_fleet_lands_in_the_inventory(broker, consumer):
 def test_malformed_frames_are_counted_not_fatal(broker, consumer):
     conn = connect(broker.address, None, None)
     try:
-        topic = registration_topic("mcollective")
-        conn.send(topic, "not json")
-        conn.send(topic, '{"protocol": "switchboard:registration:2"}')
-        conn.send(topic, '{"protocol": "switchboard:registration:1", "identity": "x"}')
+        queue = registration_queue("mcollective")
+        conn.send(queue, "not json")
+        conn.send(queue, '{"protocol": "switchboard:registration:2"}')
+        conn.send(queue, '{"protocol": "switchboard:registration:1", "identity": "x"}')
         with Simulator(3, broker.address, register_interval=0, enrolment_token=TOKEN) as sim:
             wait_for(lambda: inventory() == fleet(sim))
     finally:

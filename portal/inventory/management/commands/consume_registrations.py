@@ -13,8 +13,8 @@ from portal.inventory.registrations import READY_LINE, RegistrationConsumer
 
 class Command(BaseCommand):
     help = (
-        "Subscribe to the registration topic and record every node's registration; "
-        "runs until SIGTERM or SIGINT."
+        "Take node registrations from the registration queue (shared with any other "
+        "consumer) and record them; runs until SIGTERM or SIGINT."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -26,10 +26,4 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
         signal.signal(signal.SIGINT, lambda *_: consumer.stop())
         consumer.run()
-        stats = consumer.stats
-        refused = ", ".join(f"{n} {why}" for why, n in sorted(stats.refused.items())) or "none"
-        self.stdout.write(
-            f"registration consumer stopped: {stats.received} received, {stats.malformed} "
-            f"malformed, {stats.recorded} nodes written in {stats.flushes} flushes, "
-            f"{stats.pending} pending, {stats.auto_accepted} auto-accepted; refused: {refused}"
-        )
+        self.stdout.write(f"registration consumer stopped: {consumer.stats.summary()}")
