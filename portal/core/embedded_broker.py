@@ -21,7 +21,39 @@ from coilmq.store.memory import MemoryQueue
 from coilmq.topic import TopicManager
 from coilmq.util.frames import Frame, FrameBuffer
 
+from agents.protocol import HEADER_GROUP
+
 log = logging.getLogger(__name__)
+
+
+class MessageGroupScheduler(FavorReliableSubscriberScheduler):
+    """coilmq's scheduler (a random subscriber, reliable ones first), plus ActiveMQ's message
+    groups: a message with a ``JMSXGroupID`` goes to the subscriber that took its group's
+    first message, while that subscriber is still there, else to a new one that keeps it.
+
+    The portal's correctness does not hang on this (a registration consumer refuses one
+    older than the registration recorded, whoever recorded it); it keeps one node's
+    registrations in one consumer's batch, as on ActiveMQ. Messages queued while nobody
+    subscribed go to the first subscriber with the backlog, groups or not (coilmq's rule).
+    """
+
+    def __init__(self) -> None:
+        # group -> subscription; one entry per group (a node identity) ever seen, replaced
+        # when its subscriber goes, so it grows with the fleet, not with the traffic.
+        self._owners: dict[str, Any] = {}
+
+    def choice(self, subscribers: list[Any], message: Frame) -> Any:
+        """The group's subscriber if it is among ``subscribers``, else coilmq's choice."""
+        group = message.headers.get(HEADER_GROUP)
+        if not group:
+            return super().choice(subscribers, message)
+        owner = self._owners.get(group)
+        if owner is not None and owner in subscribers:
+            return owner
+        chosen = super().choice(subscribers, message)
+        if chosen is not None:
+            self._owners[group] = chosen
+        return chosen
 
 
 class HeartbeatTolerantFrameBuffer(FrameBuffer):
@@ -137,7 +169,7 @@ class EmbeddedBroker:
             authenticator=self._auth,
             queue_manager=QueueManager(
                 store=MemoryQueue(),
-                subscriber_scheduler=FavorReliableSubscriberScheduler(),
+                subscriber_scheduler=MessageGroupScheduler(),
                 queue_scheduler=RandomQueueScheduler(),
             ),
             topic_manager=TopicManager(),

@@ -17,7 +17,9 @@ from agents.protocol import (
     encode,
     expires_header,
     parse_brokers,
+    registration_headers,
     registration_queue,
+    registration_ttl,
     reply_queue,
 )
 
@@ -33,6 +35,19 @@ def test_destinations():
     assert directed_queue("dc_a") == "/queue/dc_a.nodes"
     assert reply_queue("dc_a", "portal-1") == "/queue/dc_a.reply.portal-1"
     assert registration_queue("dc_b") == "/queue/dc_b.registration"
+
+
+def test_registration_headers_group_by_identity_and_expire_after_two_intervals():
+    headers = registration_headers("web01.dc1.example", 1795760744.25, 300)
+    assert headers == {"JMSXGroupID": "web01.dc1.example", "expires": "1795761344250"}
+
+
+def test_registration_ttl():
+    assert registration_ttl(300) == 600
+    assert registration_ttl(60.5) == 121
+    # A node that registers only at start and reconnect: a day, not for ever.
+    assert registration_ttl(0) == 86400
+    assert registration_ttl(-1) == 86400
 
 
 @pytest.mark.parametrize("bad", ["", "a.b", "a/b", "*", ">", "a b", "é"])
