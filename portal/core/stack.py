@@ -74,11 +74,15 @@ def start_worker(
 
 
 def start_registration_consumer(
-    sup: Supervisor, env: dict[str, str] | None = None, wrap: Sequence[str] = ()
+    sup: Supervisor,
+    env: dict[str, str] | None = None,
+    wrap: Sequence[str] = (),
+    name: str = "registrations",
 ) -> Child:
-    """Keeps the node inventory up to date from the nodes' registration messages."""
+    """Keeps the node inventory up to date from the nodes' registration messages; several
+    may run at once (each its own ``name``), sharing the registration queue."""
     child = sup.start(
-        "registrations",
+        name,
         [*wrap, PYTHON, str(BASE_DIR / "manage.py"), "consume_registrations"],
         env=env,
     )

@@ -114,6 +114,20 @@ class Supervisor:
                 child.process.wait()
             self.children.remove(child)
 
+    def terminate(self, name: str, grace: float = 10.0) -> None:
+        """SIGTERM one child's process group and wait for it (SIGKILL after ``grace``), so it
+        shuts down as in production: flushes, writes its last log line."""
+        for child in [c for c in self.children if c.name == name]:
+            _signal_group(child, signal.SIGTERM)
+            if child.process is not None:
+                try:
+                    child.process.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    logger.warning("%s ignored SIGTERM; killing it", child.name)
+                    _signal_group(child, signal.SIGKILL)
+                    child.process.wait()
+            self.children.remove(child)
+
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM every child's process group, then SIGKILL what is left after ``grace``."""
         for child in reversed(self.children):
