@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import stomp
 
-from agents.protocol import broadcast_topic, connect
+from agents.protocol import broadcast_topic, connect, registration_queue
 from harness.activemq import DC_A, NOC
 from harness.services import port_open, require_service
 
@@ -57,6 +57,24 @@ def test_a_client_with_the_node_credentials_cannot_publish_a_request(broker) -> 
         if connection.is_connected():
             connection.disconnect()
     assert any("not authorized to write" in message.lower() for message in errors.messages), (
+        errors.messages
+    )
+
+
+@pytest.mark.parametrize("broker", [NOC, DC_A], ids=["noc", "dc_a"])
+def test_a_client_with_the_node_credentials_cannot_read_the_registration_queue(broker) -> None:
+    # Only the portal reads registrations: a node reading them would take them from it.
+    errors = Errors()
+    connection = connect([broker], "node", "node-secret", timeout=10, listeners={"e": errors})
+    try:
+        connection.subscribe(
+            registration_queue("mcollective"), id="steal", ack="auto", headers={"receipt": "s-1"}
+        )
+        assert errors.seen.wait(10), "the broker let a node's login read the registration queue"
+    finally:
+        if connection.is_connected():
+            connection.disconnect()
+    assert any("not authorized to read" in message.lower() for message in errors.messages), (
         errors.messages
     )
 
