@@ -17,7 +17,7 @@ test: $(STAMP)  ## Run the whole test suite (set SWITCHBOARD_REQUIRE_SERVICES=1 
 
 # The unit tier: no broker (not even the embedded one), no PostgreSQL, Redis, browser or
 # worker process, no Debian package build; SQLite and in-memory channels, two processes at once.
-FAST_MARKERS := not (integration or browser or activemq or postgres or redis or faults or netns or deb)
+FAST_MARKERS := not (integration or browser or activemq or postgres or redis or faults or netns or deb or deploy)
 
 test-fast: $(STAMP)  ## Run the unit tier only (no real services; about a minute and a half)
 	env -u DATABASE_URL -u REDIS_URL -u STOMP_BROKERS $(PY) -m pytest -n 2 -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
