@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -20,7 +21,7 @@ from harness.databases import postgres_database
 from harness.portal import PASSWORD, PortalStack
 from harness.services import free_port, port_open, require_service
 from portal.core import stack
-from portal.core.supervisor import Supervisor
+from portal.core.supervisor import Child, Supervisor
 
 # The stacks auto-accept nodes that prove this token (SWITCHBOARD_AUTO_ACCEPT=token), as the
 # demo does; the enrolment tests start their portal without it.
@@ -95,6 +96,28 @@ def embedded_stack(
         )
         portal.wait_for_inventory(nodes)
         yield portal
+
+
+# The shared login of the simulated nodes on the local ActiveMQ network's plain ports.
+NODE_LOGIN, NODE_PASSCODE = "node", "node-secret"
+
+
+def activemq_fleet(
+    sup: Supervisor, count: int, *, seed: int, trusted_key: Path, **options: Any
+) -> Child:
+    """``count`` simulated nodes on the local ActiveMQ network, datacenter a on dc_a's broker
+    and b on dc_b's, logged in as the shared ``node``; ``options`` as ``stack.start_simulator``
+    takes them (identity_prefix, enrolment_token, sub_collectives...)."""
+    return stack.start_simulator(
+        sup,
+        {name: f"127.0.0.1:{ACTIVEMQ_PORTS[f'dc_{name}']}" for name in ("a", "b")},
+        count,
+        seed=seed,
+        login=NODE_LOGIN,
+        passcode=NODE_PASSCODE,
+        trusted_key=trusted_key,
+        **options,
+    )
 
 
 def require_production_services() -> None:

@@ -55,8 +55,12 @@ from harness.activemq import ACTIVEMQ_PORTS
 from harness.databases import postgres_database
 from harness.portal import PASSWORD, PortalStack
 from harness.services import free_port, require_service
-from harness.stacks import ENROLMENT_TOKEN, portal_public_key, require_production_services
-from portal.core import stack
+from harness.stacks import (
+    ENROLMENT_TOKEN,
+    activemq_fleet,
+    portal_public_key,
+    require_production_services,
+)
 from portal.core.supervisor import Child, Supervisor
 from tests.integration.wire import eventually
 from tests.tls_material import make_material
@@ -330,16 +334,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
         prefix = f"dep{uuid.uuid4().hex[:6]}-"
         # After both consumers are subscribed: each node registers once, at start.
-        stack.start_simulator(
+        activemq_fleet(
             sup,
-            {
-                "a": f"127.0.0.1:{ACTIVEMQ_PORTS['dc_a']}",
-                "b": f"127.0.0.1:{ACTIVEMQ_PORTS['dc_b']}",
-            },
             NODE_COUNT,
             seed=16,
-            login="node",
-            passcode="node-secret",
             trusted_key=trusted_key,
             enrolment_token=ENROLMENT_TOKEN,
             identity_prefix=prefix,

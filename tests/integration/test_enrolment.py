@@ -26,9 +26,9 @@ from agents.protocol import (
     registration_queue,
 )
 from agents.protocol.security import SigningKey, seal_registration, seal_reply
-from harness.activemq import ACTIVEMQ_PORTS
 from harness.portal import PortalStack
 from harness.stacks import (
+    activemq_fleet,
     activemq_portal,
     embedded_portal,
     embedded_stack,
@@ -64,15 +64,9 @@ def _activemq_manual(tmp: Path) -> Iterator[PortalStack]:
         Supervisor(tmp / "logs") as sup,
         activemq_portal(sup, tmp, REDIS_TEST_URL, env=MANUAL, users=(USER,)) as portal,
     ):
-        stack.start_simulator(
-            sup,
-            {
-                "a": f"127.0.0.1:{ACTIVEMQ_PORTS['dc_a']}",
-                "b": f"127.0.0.1:{ACTIVEMQ_PORTS['dc_b']}",
-            },
-            NODES, seed=11, login="node", passcode="node-secret",
-            trusted_key=portal_public_key(tmp), identity_prefix="enrol",
-        )  # fmt: skip
+        activemq_fleet(
+            sup, NODES, seed=11, trusted_key=portal_public_key(tmp), identity_prefix="enrol"
+        )
         yield portal
 
 

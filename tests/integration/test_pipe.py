@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.activemq import ACTIVEMQ_PORTS
 from harness.portal import BASE_DIR, PortalStack
 from harness.replies import expected_by_fact, replies_from_messages
 from harness.services import free_port
 from harness.stacks import (
     ENROLMENT_TOKEN,
+    activemq_fleet,
     activemq_portal,
     embedded_stack,
     portal_public_key,
@@ -52,16 +52,10 @@ def _activemq(tmp: Path) -> Iterator[PortalStack]:
         Supervisor(tmp / "logs") as sup,
         activemq_portal(sup, tmp, REDIS_TEST_URL, users=(PIPE_USER,)) as portal,
     ):
-        stack.start_simulator(
+        activemq_fleet(
             sup,
-            {
-                "a": f"127.0.0.1:{ACTIVEMQ_PORTS['dc_a']}",
-                "b": f"127.0.0.1:{ACTIVEMQ_PORTS['dc_b']}",
-            },
             NODE_COUNT,
             seed=7,
-            login="node",
-            passcode="node-secret",
             trusted_key=portal_public_key(tmp),
             enrolment_token=ENROLMENT_TOKEN,
             sub_collectives=True,

@@ -22,6 +22,7 @@ from harness.activemq import ACTIVEMQ_PORTS
 from harness.portal import PortalStack
 from harness.stacks import (
     ENROLMENT_TOKEN,
+    activemq_fleet,
     activemq_portal,
     embedded_portal,
     portal_public_key,
@@ -104,9 +105,8 @@ def test_two_consumers_on_the_noc_broker_and_registrations_waiting_for_one(
         activemq_portal(sup, tmp_path, REDIS_TEST_URL) as portal,
     ):
         stack.start_registration_consumer(sup, env=portal.env, name=CONSUMERS[1])
-        stack.start_simulator(
-            sup, {"a": dc_a, "b": dc_b}, NODES, seed=5, login="node", passcode="node-secret",
-            trusted_key=portal_public_key(tmp_path), sub_collectives=True,
+        activemq_fleet(
+            sup, NODES, seed=5, trusted_key=portal_public_key(tmp_path), sub_collectives=True,
             enrolment_token=ENROLMENT_TOKEN, identity_prefix="twice",
         )  # fmt: skip
         assert_each_registration_taken_once(portal, sup)

@@ -32,11 +32,11 @@ from harness.replies import PrefixedFleet, reply_identities
 from harness.services import port_open
 from harness.stacks import (
     ENROLMENT_TOKEN,
+    activemq_fleet,
     activemq_portal,
     portal_public_key,
     require_production_services,
 )
-from portal.core import stack
 from portal.core.supervisor import Supervisor
 from tests.integration.wire import eventually
 
@@ -75,16 +75,10 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
             Supervisor(tmp_path / "logs") as sup,
             activemq_portal(sup, tmp_path, REDIS_URL, SWEEP_ENV, users=(USER,)) as portal,
         ):
-            stack.start_simulator(
+            activemq_fleet(
                 sup,
-                {
-                    "a": f"127.0.0.1:{ACTIVEMQ_PORTS['dc_a']}",
-                    "b": f"127.0.0.1:{ACTIVEMQ_PORTS['dc_b']}",
-                },
                 NODE_COUNT,
                 seed=11,
-                login="node",
-                passcode="node-secret",
                 trusted_key=portal_public_key(tmp_path),
                 enrolment_token=ENROLMENT_TOKEN,
                 identity_prefix=prefix,
