@@ -282,6 +282,18 @@ class NodeDaemon:
             self.config.passcode,
             timeout=self.config.connect_timeout,
         )
+        try:
+            self._subscribe(conn)
+        except (OSError, stomp.exception.StompException) as exc:
+            # The broker went away between the login and the confirmation: the same retry as
+            # a broker that never answered, not a traceback that ends the daemon.
+            raise BrokerUnavailable(
+                f"lost the connection to {format_brokers(self.config.brokers)} while "
+                f"subscribing: {str(exc) or type(exc).__name__}"
+            ) from exc
+        self._link_up()
+
+    def _subscribe(self, conn: stomp.Connection) -> None:
         destinations = [
             broadcast_topic(collective, agent)
             for collective in self.config.collectives
@@ -303,7 +315,6 @@ class NodeDaemon:
         self._confirmer.confirm(
             conn, self.config.connect_timeout, f"{self.identity}'s subscriptions"
         )
-        self._link_up()
 
     def connection_lost(self) -> None:
         """Called by the listener when the connection drops: reconnect in the background."""

@@ -4,10 +4,12 @@ with back-off, and shown in the node's state (``broker_state()``, rpcutil daemon
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import stomp
 
 from agents.config import NodeConfig
 from agents.daemon import NodeDaemon
@@ -112,3 +114,26 @@ def test_the_link_state_follows_a_lost_and_a_refusing_broker(
             restored.stop()
     finally:
         node.stop()
+
+
+class _DroppedWhileSubscribing(stomp.Connection):
+    """Logs in, then the broker is gone before the first SUBSCRIBE goes out."""
+
+    def subscribe(self, *args: object, **kwargs: object) -> None:
+        raise stomp.exception.NotConnectedException()
+
+
+def test_a_connection_lost_while_subscribing_is_retried_like_a_missing_broker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        "agents.daemon.build_connection",
+        lambda brokers, **_: _DroppedWhileSubscribing(brokers),
+    )
+    monkeypatch.setattr("agents.daemon.start_connection", lambda *args, **kwargs: None)
+    node = node_for(61999)
+    lost = "lost the connection to 127.0.0.1:61999 while subscribing: NotConnectedException"
+    with pytest.raises(BrokerUnavailable, match=re.escape(lost)):
+        node.start()
+    assert node.broker_state()["connected"] is False
+    assert "while subscribing" in node.broker_state()["last_error"]
