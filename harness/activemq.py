@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import stomp
+
+from agents.protocol import connect, registration_queue
 from agents.protocol.transport import TLSConfig
 from harness.services import port_open, require_service
 
@@ -155,3 +159,31 @@ def broker_pid(name: str) -> int:
         return int((brokers_dir() / name / "activemq.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def drain_registrations(collective: str = "mcollective", quiet: float = 1.5) -> int:
+    """Take and drop whatever waits in the network's registration queue; how many.
+
+    Registrations are a queue: one a test leaves behind (a forged one nobody consumed, a
+    fleet's last round) waits for the next consumer and would count in that test. A stack
+    starts its consumer after this. Reading at the NOC draws in what waits at the datacenter
+    brokers too (the subscription's demand crosses the bridges), so it stops only after
+    ``quiet`` seconds without a message.
+    """
+    taken = threading.Event()
+    count = 0
+
+    class _Drop(stomp.ConnectionListener):
+        def on_message(self, frame: Any) -> None:
+            nonlocal count
+            count += 1
+            taken.set()
+
+    conn = connect([NOC], "portal", "portal-secret", listeners={"drop": _Drop()})
+    try:
+        conn.subscribe(registration_queue(collective), id="drain", ack="auto")
+        while taken.wait(quiet):
+            taken.clear()
+    finally:
+        conn.disconnect()
+    return count

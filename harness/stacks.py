@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from agents.protocol.security import SigningKey, public_path
-from harness.activemq import ACTIVEMQ_PORTS, require_network
+from harness.activemq import ACTIVEMQ_PORTS, drain_registrations, require_network
 from harness.databases import postgres_database
 from harness.portal import PASSWORD, PortalStack
 from harness.services import free_port, port_open, require_service
@@ -144,6 +144,7 @@ def activemq_portal(
     """
     with postgres_database(database_prefix) as database_url:
         redis.Redis.from_url(redis_url).flushdb()
+        drain_registrations()  # what earlier runs left in the shared queue is not this stack's
         yield start_portal(
             sup,
             tmp,

@@ -21,7 +21,13 @@ from django.db import connection
 
 from agents.protocol import Registration, connect, encode, registration_queue
 from agents.protocol.security import SigningKey, enrolment_proof, seal_registration
-from harness.activemq import ACTIVEMQ_PORTS, brokers_dir, network_description, require_network
+from harness.activemq import (
+    ACTIVEMQ_PORTS,
+    brokers_dir,
+    drain_registrations,
+    network_description,
+    require_network,
+)
 from harness.services import require_service
 from portal.audit.models import AuditEvent
 from portal.broker.gateway import BrokerSettings
@@ -62,6 +68,7 @@ def network(request: pytest.FixtureRequest) -> Iterator[Network]:
             broker.stop()
         return
     require_network()
+    drain_registrations()  # what earlier tests left in the shared queue is not this test's
     noc = f"127.0.0.1:{ACTIVEMQ_PORTS['noc']}"
     yield Network(
         BrokerSettings(noc, "portal", "portal-secret", "mcollective", connect_timeout=5.0),
@@ -190,6 +197,7 @@ def test_with_per_node_logins_a_node_registers_only_as_itself(settings) -> None:
     settings.SWITCHBOARD_AUTO_ACCEPT = ["token"]
     settings.SWITCHBOARD_ENROLMENT_TOKEN = TOKEN
     settings.SWITCHBOARD_REQUIRE_BROKER_IDENTITY = True
+    drain_registrations()
     noc = f"127.0.0.1:{ACTIVEMQ_PORTS['noc']}"
     running = RegistrationConsumer(
         BrokerSettings(noc, "portal", "portal-secret", "mcollective", connect_timeout=5.0),
