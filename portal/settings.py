@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    # No longer used (portal.accounts.ApiToken replaced its tokens): kept installed only so that
+    # the migration that hashed its keys can read them on sites that upgrade, and empty since.
     "rest_framework.authtoken",
     "channels",
     "guardian",
@@ -306,7 +308,8 @@ else:
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Our hashed, expiring tokens, with DRF's header: "Authorization: Token <token>".
+        "portal.accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -327,6 +330,24 @@ if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = int(env_float("SESSION_COOKIE_AGE", 12 * 3600))
+
+# --- E-mail: the set-password links of the Users page ----------------------------------------
+# The embedded profile prints them on the console (the demo has no mail server); production
+# sends them through EMAIL_HOST unless EMAIL_BACKEND says otherwise.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if PRODUCTION
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(env_float("EMAIL_PORT", 25))
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "switchboard@localhost")
+# How long a set-password link works (seconds); it is spent once the password is set.
+PASSWORD_RESET_TIMEOUT = int(env_float("SWITCHBOARD_PASSWORD_LINK_TTL", 3 * 24 * 3600))
 
 LOGGING = {
     "version": 1,

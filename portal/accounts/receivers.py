@@ -18,6 +18,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from portal.accounts.sessions import end_sessions
+from portal.accounts.tokens import revoke_all_tokens
 
 User = get_user_model()
 # Saved on the instance between pre_save and post_save: its credentials as stored before.
@@ -47,7 +48,8 @@ def remember_credentials(sender: Any, instance: Any, **kwargs: Any) -> None:
 
 @receiver(post_save, sender=User, dispatch_uid="accounts.close_sockets_on_credentials")
 def close_sockets_on_credential_change(sender: Any, instance: Any, **kwargs: Any) -> None:
-    """A new password or a deactivation closes every WebSocket of the person, once committed.
+    """A new password or a deactivation closes every WebSocket of the person, once committed;
+    a deactivation also revokes their API tokens.
 
     Every one, not only other sessions': Django keeps the session that changed the password,
     and its page reconnects at once (a session that is no longer valid is refused then).
@@ -62,6 +64,10 @@ def close_sockets_on_credential_change(sender: Any, instance: Any, **kwargs: Any
     else:
         return
     user_id = instance.pk
+    if reason == "deactivated":
+        # A deactivation by another path than the Users page (the Django admin, a script):
+        # the account's API tokens die with it, as ``users.deactivate_user`` makes them.
+        revoke_all_tokens(instance, actor=None)
     transaction.on_commit(lambda: end_sessions(user_id, reason))
 
 

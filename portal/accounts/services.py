@@ -1,4 +1,4 @@
-"""Operator accounts: demo seeding and API tokens."""
+"""Operator accounts: demo seeding, the command line's tokens and acting user."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from django.contrib.auth.models import Group, User
 from django.core.management.base import CommandError
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
+from portal.accounts.tokens import create_token
 from portal.rbac.services import seed_demo_roles
 
 # Each demo account: (username, role, is_superuser). ``noc`` also gets DEMO_NOC_ROLE, whose
@@ -58,12 +58,14 @@ def ensure_demo_users(password: str | None = None) -> list[DemoLogin]:
     ]
 
 
-def issue_token(username: str) -> str:
-    """The user's API token key, created on first use. Raises ``User.DoesNotExist``."""
+CLI_TOKEN_NAME = "manage.py issue_token"  # noqa: S105 (a name, not a secret)
+
+
+def issue_token(username: str, name: str = CLI_TOKEN_NAME, expires_days: int | None = None) -> str:
+    """A new API token of the user, its secret returned once (``tokens.create_token``; made
+    by the system, as the host's shell is). Raises ``User.DoesNotExist``, or ``TokenError``."""
     user = User.objects.get(username=username)
-    token, _ = Token.objects.get_or_create(user=user)
-    key: str = token.key  # DRF's stubs leave the CharField's value untyped
-    return key
+    return create_token(user, name, expires_days, actor=None).secret
 
 
 def operator_for_command(username: str) -> User:

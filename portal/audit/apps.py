@@ -10,6 +10,7 @@ class AuditConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth import signals
 
+        from portal.accounts.signals import account_changed
         from portal.audit import checks, receivers  # noqa: F401  (checks register themselves)
         from portal.rbac.signals import access_changed
 
@@ -19,3 +20,4 @@ class AuditConfig(AppConfig):
             receivers.on_login_failed, dispatch_uid="audit-login-failed"
         )
         access_changed.connect(receivers.on_access_changed, dispatch_uid="audit-access-changed")
+        account_changed.connect(receivers.on_account_changed, dispatch_uid="audit-account-changed")

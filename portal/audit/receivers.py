@@ -1,8 +1,9 @@
-"""Logins, logouts and failed logins, as django.contrib.auth announces them, and changes of
-roles and grants, as ``portal.rbac.signals`` announces them.
+"""Logins, logouts and failed logins, as django.contrib.auth announces them, changes of
+roles and grants, as ``portal.rbac.signals`` announces them, and changes of accounts and API
+tokens, as ``portal.accounts.signals`` announces them.
 
-Signals because Django's login views offer no other hook, and because rbac, below audit,
-imports no app above it. Each receiver records.
+Signals because Django's login views offer no other hook, and because rbac and accounts,
+below audit, import no app above them. Each receiver records.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.http import HttpRequest
 
+from portal.accounts import signals as account_signals
 from portal.audit.chain import clean_text
 from portal.audit.kinds import Kind
 from portal.audit.services import record_event
@@ -88,4 +90,37 @@ def on_access_changed(
         agent=agent,
         summary=f"{kind} {subject}".strip(),
         data={"before": before, "after": after},
+    )
+
+
+# Each account or token change, as the kind the audit history files it under.
+ACCOUNT_KINDS = {
+    account_signals.USER_CREATED: Kind.USER_CREATED,
+    account_signals.USER_CHANGED: Kind.USER_CHANGED,
+    account_signals.USER_DEACTIVATED: Kind.USER_DEACTIVATED,
+    account_signals.USER_REACTIVATED: Kind.USER_REACTIVATED,
+    account_signals.USER_PASSWORD_RESET: Kind.USER_PASSWORD_RESET,
+    account_signals.TOKEN_CREATED: Kind.TOKEN_CREATED,
+    account_signals.TOKEN_REVOKED: Kind.TOKEN_REVOKED,
+}
+
+
+def on_account_changed(
+    sender: Any,
+    change: str,
+    actor: User | None,
+    request: HttpRequest | None,
+    subject: str,
+    summary: str,
+    data: dict[str, Any],
+    **kwargs: Any,
+) -> None:
+    # The account the change is about is kept beside the actor: "who did it, to whom".
+    record_event(
+        ACCOUNT_KINDS[change],
+        actor=actor,
+        request=request,
+        outcome="ok",
+        summary=summary,
+        data={"user": subject, **data},
     )

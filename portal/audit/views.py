@@ -16,9 +16,9 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
+from portal.accounts.authentication import ApiTokenAuthentication
 from portal.audit import charts, kinds
 from portal.audit.chain import HASHED_FIELDS, event_hash
 from portal.audit.export import FORMATS, export_pieces, streaming_response
@@ -48,23 +48,23 @@ View = Callable[..., HttpResponse]
 
 
 def api_token_accepted(view: View) -> View:
-    """Let a script authenticate with ``Authorization: Token <key>`` (DRF's tokens, as the API).
+    """Let a script authenticate with ``Authorization: Token <key>`` (the API's tokens).
 
-    Without that header the session decides, as on every page. A malformed, unknown or
-    deactivated account's token is a 401 naming the scheme; a valid one makes its user the
-    request's user, so the view's own check (403 for non-managers) and the denial record
-    see who it was.
+    Without that header the session decides, as on every page. A malformed, unknown, revoked
+    or expired token, or a deactivated account's, is a 401 naming the scheme and why; a valid
+    one makes its user the request's user, so the view's own check (403 for non-managers) and
+    the denial record see who it was.
     """
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            found = TokenAuthentication().authenticate(request)
+            found = ApiTokenAuthentication().authenticate(request)
         except AuthenticationFailed as exc:
             response = HttpResponse(
                 f"{exc.detail}\n", status=401, content_type="text/plain; charset=utf-8"
             )
-            response["WWW-Authenticate"] = TokenAuthentication.keyword
+            response["WWW-Authenticate"] = ApiTokenAuthentication.keyword
             return response
         if found is not None:
             request.user = found[0]

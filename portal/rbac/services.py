@@ -20,9 +20,17 @@ from agents.ddl import load_all
 from agents.filters import FilterSyntaxError, parse_compound
 from portal.rbac import signals
 from portal.rbac.grants import read_grants
-from portal.rbac.models import BUILTIN_ROLES, Action, Agent, Grant, RoleSettings
+from portal.rbac.models import ADMIN_ROLE, BUILTIN_ROLES, Action, Agent, Grant, RoleSettings
 
 logger = logging.getLogger(__name__)
+
+
+# Why an admin may not drop their own admin role: the next page they open would refuse them,
+# and a site whose only admin did that has nobody left to give it back.
+SELF_DEMOTION = (
+    "you cannot take the admin role from yourself: you would lose the Access pages at once;"
+    " ask another admin"
+)
 
 
 class GrantError(Exception):
@@ -219,7 +227,8 @@ def set_operator_roles(
     actor: User | None,
     request: HttpRequest | None = None,
 ) -> None:
-    """Make ``roles`` exactly the operator's roles; ``GrantError`` naming unknown ones."""
+    """Make ``roles`` exactly the operator's roles; ``GrantError`` naming unknown ones, or
+    when an admin (by role, not a superuser) would take the admin role from themselves."""
     names = sorted(set(roles))
     groups = list(Group.objects.filter(name__in=names))
     unknown = sorted(set(names) - {group.name for group in groups})
@@ -229,6 +238,14 @@ def set_operator_roles(
         before = sorted(operator.groups.values_list("name", flat=True))
         if before == names:
             return
+        if (
+            actor is not None
+            and actor.pk == operator.pk
+            and not actor.is_superuser
+            and ADMIN_ROLE in before
+            and ADMIN_ROLE not in names
+        ):
+            raise GrantError({"roles": SELF_DEMOTION})
         operator.groups.set(groups)
         _record(
             signals.OPERATOR_ROLES,

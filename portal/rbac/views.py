@@ -1,7 +1,8 @@
-"""Admin pages: the role x agent matrix, one grant's editor, roles' settings, operators' roles.
+"""Admin pages: the role x agent matrix, one grant's editor, roles' settings.
 
 Thin: every change goes through ``portal.rbac.services`` (which records it for the audit
-history); who may see these pages is ``policy.may_administer``.
+history) and answers with a message saying what was done or why not; who may see these pages
+is ``policy.may_administer``. People's roles are set on the Users page (``portal.accounts``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group, User
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
@@ -40,11 +42,19 @@ def matrix(request: HttpRequest) -> HttpResponse:
     errors: dict[str, str] = {}
     if request.method == "POST":
         try:
-            services.create_role(request.POST.get("name", ""), actor=request.user, request=request)
+            role = services.create_role(
+                request.POST.get("name", ""), actor=request.user, request=request
+            )
         except services.GrantError as exc:
             errors = exc.errors
+            messages.error(request, "Role not created: " + "; ".join(errors.values()))
         else:
+            messages.success(request, f"Role {role.name} created.")
             return redirect("rbac:matrix")
+    return _matrix_page(request, errors, status=400 if errors else 200)
+
+
+def _matrix_page(request: HttpRequest, errors: dict[str, str], status: int = 200) -> HttpResponse:
     agents = list(Agent.objects.all())
     grants = {(grant.group_id, grant.content_object_id): grant for grant in read_grants()}
     settings_by_role = {s.role_id: s for s in RoleSettings.objects.all()}
@@ -59,7 +69,7 @@ def matrix(request: HttpRequest) -> HttpResponse:
             cells.append({"agent": agent, "grant": grant, "actions": actions})
         rows.append({"role": role, "cells": cells, "settings": settings_by_role.get(role.pk)})
     context = {"agents": agents, "rows": rows, "errors": errors}
-    return render(request, "rbac/matrix.html", context, status=400 if errors else 200)
+    return render(request, "rbac/matrix.html", context, status=status)
 
 
 @admin_only
@@ -79,7 +89,10 @@ def grant_edit(request: HttpRequest, role: str, agent: str) -> HttpResponse:
     }
     if request.method == "POST":
         if request.POST.get("revoke"):
-            services.revoke_grant(role, agent, actor=request.user, request=request)
+            if services.revoke_grant(role, agent, actor=request.user, request=request):
+                messages.success(request, f"Role {role} may no longer run {agent}.")
+            else:
+                messages.error(request, f"Role {role} had no grant of {agent} to revoke.")
             return redirect("rbac:matrix")
         form = {
             "all_actions": request.POST.get("all_actions") == "on",
@@ -105,7 +118,10 @@ def grant_edit(request: HttpRequest, role: str, agent: str) -> HttpResponse:
             except services.GrantError as exc:
                 errors = exc.errors
             else:
+                messages.success(request, f"Grant of {agent} to role {role} saved.")
                 return redirect("rbac:matrix")
+        if errors:
+            messages.error(request, "Grant not saved: " + "; ".join(errors.values()))
     context = {
         "role": group,
         "agent": agent_row,
@@ -120,9 +136,10 @@ def grant_edit(request: HttpRequest, role: str, agent: str) -> HttpResponse:
 @admin_only
 @require_http_methods(["POST"])
 def role_settings(request: HttpRequest, role: str) -> HttpResponse:
+    """Save one role's settings; the answer is the matrix with a message (400 if refused)."""
     confirm_above = request.POST.get("confirm_above", "").strip()
     if confirm_above and not confirm_above.isdigit():
-        return HttpResponse("confirm_above: a whole number of nodes", status=400)
+        return _settings_refused(request, role, "confirm above: a whole number of nodes")
     try:
         services.update_role_settings(
             role,
@@ -135,15 +152,22 @@ def role_settings(request: HttpRequest, role: str) -> HttpResponse:
             request=request,
         )
     except services.GrantError as exc:
-        return HttpResponse("; ".join(exc.errors.values()), status=400)
+        return _settings_refused(request, role, "; ".join(exc.errors.values()))
+    messages.success(request, f"Settings of role {role} saved.")
     return redirect("rbac:matrix")
+
+
+def _settings_refused(request: HttpRequest, role: str, reason: str) -> HttpResponse:
+    messages.error(request, f"Settings of role {role} not saved: {reason}")
+    return _matrix_page(request, {}, status=400)
 
 
 @admin_only
 @require_http_methods(["GET", "POST"])
 def operators(request: HttpRequest) -> HttpResponse:
-    """Every operator with their roles; POST sets one operator's roles."""
-    error = ""
+    """The old roles-per-operator page, replaced by the Users page (which lists, searches and
+    pages people and sets their roles): GET goes there; the POST it took still sets one
+    operator's roles, for bookmarks and scripts."""
     if request.method == "POST":
         operator = get_object_or_404(User, pk=request.POST.get("operator", "0") or 0)
         try:
@@ -151,13 +175,7 @@ def operators(request: HttpRequest) -> HttpResponse:
                 operator, request.POST.getlist("roles"), actor=request.user, request=request
             )
         except services.GrantError as exc:
-            error = "; ".join(exc.errors.values())
+            messages.error(request, "Roles not saved: " + "; ".join(exc.errors.values()))
         else:
-            return redirect("rbac:operators")
-    users = User.objects.order_by("username").prefetch_related("groups")
-    context = {
-        "operators": [(u, {g.name for g in u.groups.all()}) for u in users],
-        "roles": Group.objects.order_by("name"),
-        "error": error,
-    }
-    return render(request, "rbac/operators.html", context, status=400 if error else 200)
+            messages.success(request, f"Roles of {operator.username} saved.")
+    return redirect("accounts:users")

@@ -18,10 +18,10 @@ from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.db.models import F
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from agents.filters import Filter
 from agents.protocol import Registration
+from portal.accounts.tokens import create_token
 from portal.audit.kinds import Kind
 from portal.audit.models import AuditEvent, RefusalWindow
 from portal.inventory.services import record_registrations
@@ -55,7 +55,7 @@ def make_user(role: str) -> User:
 
 
 def token_for(user: User) -> str:
-    return Token.objects.get_or_create(user=user)[0].key
+    return create_token(user, "test", None, actor=None).secret
 
 
 def events(kind: str) -> list[AuditEvent]:

@@ -9,10 +9,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from agents.protocol import Registration
 from agents.protocol.security import SigningKey
+from portal.accounts.services import issue_token
 from portal.audit.models import AuditEvent
 from portal.inventory import services
 from portal.inventory.models import Enrolment, Node
@@ -101,7 +101,7 @@ def test_operators_and_managers_may_not_see_or_decide(operator) -> None:
 def test_the_api_lists_and_decides_with_a_token(admin_user) -> None:
     key = offer("web01")
     offer("web02")
-    token = Token.objects.create(user=admin_user).key
+    token = issue_token(admin_user.username)
     api = Client(HTTP_AUTHORIZATION=f"Token {token}")
 
     listing = api.get("/api/enrolment/?state=pending").json()

@@ -13,6 +13,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from portal.accounts.services import issue_token
 from portal.inventory.models import Node
 from portal.jobs.models import Job, NodeReply
 
@@ -73,11 +74,9 @@ def test_preview_requires_login(fleet: list[Node]) -> None:
 
 
 def test_preview_accepts_a_token(fleet: list[Node], operator: User) -> None:
-    from rest_framework.authtoken.models import Token
-
-    token = Token.objects.create(user=operator)
+    token = issue_token(operator.username)
     response = Client().get(
-        PREVIEW, {"filter": "customer=acme"}, HTTP_AUTHORIZATION=f"Token {token.key}"
+        PREVIEW, {"filter": "customer=acme"}, HTTP_AUTHORIZATION=f"Token {token}"
     )
     assert response.status_code == 200
     assert response.json()["count"] == 12

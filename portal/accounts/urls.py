@@ -1,0 +1,16 @@
+from django.urls import path
+
+from portal.accounts import views
+
+app_name = "accounts"
+
+# Mounted at the site's root: the admin pages sit under /access/ beside roles and grants, a
+# person's own tokens under /account/.
+urlpatterns = [
+    path("access/users/", views.user_list, name="users"),
+    path("access/users/new/", views.user_create, name="user-new"),
+    path("access/users/<int:pk>/", views.user_detail, name="user"),
+    path("access/tokens/", views.all_tokens, name="all-tokens"),
+    path("account/tokens/", views.my_tokens, name="tokens"),
+    path("account/tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
+]
