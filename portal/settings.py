@@ -57,6 +57,9 @@ INSTALLED_APPS = [
     "channels",
     "guardian",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "portal.core",
     "portal.accounts",
     "portal.broker",
@@ -75,6 +78,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.otp_device (django-otp), then the hold on a session that owes its second
+    # factor (docs/access.md, Second factor): before anything else answers the request.
+    "django_otp.middleware.OTPMiddleware",
+    "portal.accounts.middleware.SecondFactorMiddleware",
     # Every 403 to a logged-in user on the audit record (docs/audit.md, Refusals).
     "portal.audit.middleware.AccessDeniedMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -100,6 +107,12 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
+
+# Second factor (docs/access.md): members of these roles (comma list) must enrol a TOTP app at
+# their next login; a superuser counts as admin. Empty: nobody is forced, anyone may enrol.
+# Recommended in production: admin.
+SWITCHBOARD_OTP_REQUIRED_ROLES = env_list("SWITCHBOARD_OTP_REQUIRED_ROLES", [])
+OTP_TOTP_ISSUER = "Switchboard"
 
 ROOT_URLCONF = "portal.urls"
 ASGI_APPLICATION = "portal.asgi.application"

@@ -1,4 +1,5 @@
-"""Hooks on Django's auth events that end a person's live connections (``sessions``).
+"""Hooks on Django's auth events that end a person's live connections (``sessions``), and the
+login's note of a second factor owed (``second_factor.mark_login``).
 
 Django has a signal for a logout, none for a password change or a deactivation: those are
 seen as a change of ``password`` or ``is_active`` on save, whichever code saves the user
@@ -11,12 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.signals import user_logged_out
+from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_save, pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from portal.accounts.second_factor import mark_login
 from portal.accounts.sessions import end_sessions
 from portal.accounts.tokens import revoke_all_tokens
 
@@ -24,6 +26,16 @@ User = get_user_model()
 # Saved on the instance between pre_save and post_save: its credentials as stored before.
 _BEFORE = "_switchboard_credentials_before"
 CREDENTIAL_FIELDS = frozenset({"password", "is_active"})
+
+
+@receiver(user_logged_in, dispatch_uid="accounts.second_factor_on_login")
+def second_factor_on_login(
+    sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
+) -> None:
+    """The password step is done: the session notes whether a code or an enrolment is owed
+    (Django's login view has no other hook between the password and the redirect)."""
+    if request is not None and hasattr(request, "session"):
+        mark_login(user, request.session)
 
 
 @receiver(user_logged_out, dispatch_uid="accounts.close_sockets_on_logout")

@@ -19,6 +19,10 @@ USER_REACTIVATED = "user.reactivated"
 USER_PASSWORD_RESET = "user.password_reset"  # noqa: S105
 TOKEN_CREATED = "token.created"  # noqa: S105
 TOKEN_REVOKED = "token.revoked"  # noqa: S105
+OTP_ENROLLED = "otp.enrolled"
+OTP_RECOVERY_CODES = "otp.recovery_codes"
+OTP_RESET = "otp.reset"
+OTP_FAILED = "otp.failed"  # a wrong code at the login's second step: a refusal, not a change
 
 # Sent with: change (one of the above), actor (a User or None for the system), request
 # (or None), subject (the username the change is about), summary, data (plain JSON).

@@ -13,4 +13,7 @@ urlpatterns = [
     path("access/tokens/", views.all_tokens, name="all-tokens"),
     path("account/tokens/", views.my_tokens, name="tokens"),
     path("account/tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
+    path("account/second-factor/", views.my_second_factor, name="otp-enrol"),
+    # The login's second step, beside Django's /login/ (portal/urls.py).
+    path("login/verify/", views.second_factor_verify, name="otp-verify"),
 ]

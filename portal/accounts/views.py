@@ -1,8 +1,10 @@
-"""The Users pages (admins) and the API tokens pages (everyone's own; admins everyone's).
+"""The Users pages (admins), the API tokens pages (everyone's own; admins everyone's) and the
+second factor's pages (the login's second step, one's own enrolment).
 
-Thin: every change goes through ``portal.accounts.users`` or ``portal.accounts.tokens``, which
-record it; each form answers with a message saying what happened or why not. Who may open the
-admin pages is ``policy.may_administer`` (``rbac.views.admin_only``).
+Thin: every change goes through ``portal.accounts.users``, ``portal.accounts.tokens`` or
+``portal.accounts.second_factor``, which record it; each form answers with a message saying
+what happened or why not. Who may open the admin pages is ``policy.may_administer``
+(``rbac.views.admin_only``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from portal.accounts import tokens, users
+from portal.accounts import second_factor, tokens, users
 from portal.accounts.models import ApiToken
 from portal.rbac.policy import may_administer
 from portal.rbac.views import admin_only
@@ -40,7 +43,12 @@ def user_list(request: HttpRequest) -> HttpResponse:
         query, status = users.UserListQuery(), 400
     else:
         status = 200
-    page = Paginator(query.apply(users.people()), PAGE_SIZE).get_page(request.GET.get("page"))
+    listing = second_factor.with_enrolment(query.apply(users.people()))
+    page = Paginator(listing, PAGE_SIZE).get_page(request.GET.get("page"))
+    for person in page:  # from the prefetched roles: no query per row
+        person.otp_required = second_factor.required_by_roles(  # type: ignore[attr-defined]
+            person, [role.name for role in person.groups.all()]
+        )
     context = {
         "page": page,
         "query": query,
@@ -98,7 +106,7 @@ def _send_link(request: HttpRequest, user: User) -> None:
 
 
 # The forms of one account's page, each posted with its name in "form".
-USER_FORMS = ("details", "roles", "password", "link", "deactivate", "reactivate")
+USER_FORMS = ("details", "roles", "password", "link", "deactivate", "reactivate", "otp-reset")
 
 
 @admin_only
@@ -134,6 +142,11 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
             elif which == "reactivate":
                 users.reactivate_user(user, actor=actor, request=request)
                 messages.success(request, f"{user.username} may sign in again.")
+            elif which == "otp-reset":
+                second_factor.reset_second_factor(user, actor=actor, request=request)
+                messages.success(request, f"Second factor of {user.username} reset: they"
+                                 " enrol again at their next login if their roles require"
+                                 " it.")  # fmt: skip
             else:
                 errors = {"form": f"unknown form {which!r}"}
                 _errors_message(request, errors)
@@ -153,6 +166,8 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "tokens": ApiToken.objects.for_listing().filter(user=user)[:PAGE_SIZE],
         "self_deactivation": users.SELF_DEACTIVATION,
         "self_demotion": users.SELF_DEMOTION,
+        "otp_enrolled": second_factor.is_enrolled(user),
+        "otp_required": second_factor.is_required(user),
     }
     return render(request, "accounts/user_detail.html", context, status=400 if errors else 200)
 
@@ -236,3 +251,75 @@ def all_tokens(request: HttpRequest) -> HttpResponse:
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"page": page, "owner": owner, "state": state, "states": TOKEN_STATES}
     return render(request, "accounts/all_tokens.html", context)
+
+
+def _next_page(request: HttpRequest) -> str:
+    """Where the login was going (a path on this site only), else the jobs list."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("jobs:list")
+
+
+@require_http_methods(["GET", "POST"])
+def second_factor_verify(request: HttpRequest) -> HttpResponse:
+    """The login's second step: a code from the person's app, or a recovery code."""
+    if not request.user.is_authenticated:
+        return redirect("login")
+    if second_factor.pending(request.session) != second_factor.PENDING_VERIFY:
+        return redirect(_next_page(request))
+    person: User = request.user  # type: ignore[assignment]
+    if not second_factor.is_enrolled(person):
+        # Reset by an admin since the password step: what is owed now (nothing, or enrolment).
+        second_factor.mark_login(person, request.session)
+        return redirect(_next_page(request))
+    error = ""
+    if request.method == "POST":
+        try:
+            second_factor.verify_code(person, request.POST.get("code", ""), request)
+        except second_factor.SecondFactorError as exc:
+            error = str(exc)
+        else:
+            return redirect(_next_page(request))
+    context = {"error": error, "next": _next_page(request)}
+    return render(request, "registration/second_factor.html", context, status=400 if error else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def my_second_factor(request: HttpRequest) -> HttpResponse:
+    """One's own second factor: enrol an authenticator app (QR code, first code), then the
+    recovery codes shown once; an enrolled person may make a fresh set of codes."""
+    person: User = request.user  # type: ignore[assignment]
+    codes: list[str] = []
+    error = ""
+    which = request.POST.get("form", "")
+    if request.method == "POST":
+        try:
+            if which == "confirm":
+                codes = second_factor.confirm_enrolment(
+                    person, request.POST.get("code", ""), request=request
+                )
+                messages.success(request, "Second factor enrolled. Keep the recovery codes below.")
+            elif which == "codes":
+                codes = second_factor.regenerate_recovery_codes(person, request=request)
+                messages.success(request, "New recovery codes made; the old ones no longer work.")
+            else:
+                error = f"unknown form {which!r}"
+        except second_factor.SecondFactorError as exc:
+            error = str(exc)
+        if error:
+            messages.error(request, "Not saved: " + error)
+    enrolled = second_factor.is_enrolled(person)
+    context = {
+        "enrolled": enrolled,
+        "required": second_factor.is_required(person),
+        "forced": second_factor.pending(request.session) == second_factor.PENDING_ENROL,
+        "codes": codes,
+        "enrolment": None if enrolled else second_factor.start_enrolment(person),
+    }
+    response = render(request, "accounts/second_factor.html", context, status=400 if error else 200)
+    response["Cache-Control"] = "no-store"  # the secret and the codes must not stay in a cache
+    return response

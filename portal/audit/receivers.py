@@ -102,7 +102,13 @@ ACCOUNT_KINDS = {
     account_signals.USER_PASSWORD_RESET: Kind.USER_PASSWORD_RESET,
     account_signals.TOKEN_CREATED: Kind.TOKEN_CREATED,
     account_signals.TOKEN_REVOKED: Kind.TOKEN_REVOKED,
+    account_signals.OTP_ENROLLED: Kind.OTP_ENROLLED,
+    account_signals.OTP_RECOVERY_CODES: Kind.OTP_RECOVERY_CODES,
+    account_signals.OTP_RESET: Kind.OTP_RESET,
+    account_signals.OTP_FAILED: Kind.OTP_FAILED,
 }
+# Account events that are refusals, as login.failed is: recorded with outcome "failed".
+FAILED_CHANGES = frozenset({account_signals.OTP_FAILED})
 
 
 def on_account_changed(
@@ -120,7 +126,7 @@ def on_account_changed(
         ACCOUNT_KINDS[change],
         actor=actor,
         request=request,
-        outcome="ok",
+        outcome="failed" if change in FAILED_CHANGES else "ok",
         summary=summary,
         data={"user": subject, **data},
     )

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from portal.accounts.second_factor import pending
 from portal.accounts.sessions import session_group, session_tag
 from portal.jobs.models import Job
 from portal.jobs.presenters import job_state
@@ -19,6 +20,13 @@ CLOSE_FORBIDDEN = 4403
 # The person's password changed or they were deactivated: the page reconnects, and the
 # handshake then decides (a session Django kept is let back in, an invalidated one gets 4401).
 CLOSE_REAUTHENTICATE = 4001
+
+
+@database_sync_to_async
+def _second_factor_owed(session: Any) -> bool:
+    """A session past its password but not its second factor (read off the event loop: the
+    session may load from the database)."""
+    return bool(pending(session))
 
 
 @database_sync_to_async
@@ -67,6 +75,10 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if await _second_factor_owed(self.scope.get("session")):
+            # As if not logged in: the page's login holds it at the second step.
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
