@@ -4,8 +4,8 @@
 
 Starts the same stack as the browser tests (tests/browser/support.py), runs a few jobs so the
 pages have something to show, and writes 1400x900 PNGs of the job form, the filter builder with
-its autocomplete open, a finished job page, the job list, the inventory pages and the
-enrolment page (two nodes waiting, a key conflict), each as
+its autocomplete open, a finished job page, the job list, the inventory pages, the
+enrolment page (two nodes waiting, a key conflict) and the Users page, each as
 ``<page>-light.png`` and ``<page>-dark.png``. Needs ``scripts/install-browser``.
 """
 
@@ -148,6 +148,11 @@ def take(out_dir: Path) -> list[Path]:
             page.locator("header nav").get_by_role("link", name="Enrolment").click()
             expect(page.locator("#pending tbody tr")).to_have_count(2)
             written.append(_shot(page, out_dir / f"enrolment-{scheme}.png"))
+
+            # The admins' Users page: every account with its roles, source and last sign-in.
+            page.goto("/access/users/")
+            expect(page.locator("#users tbody tr").first).to_be_visible()
+            written.append(_shot(page, out_dir / f"users-{scheme}.png"))
             context.close()
     return written
 
