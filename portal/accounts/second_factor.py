@@ -143,9 +143,14 @@ def confirm_enrolment(user: User, code: str, *, request: HttpRequest | None = No
         locked.confirmed = True
         locked.save(update_fields=["confirmed"])
         codes = _new_recovery_codes(user)
-        _announce(signals.OTP_ENROLLED, user, request, user,
-                  f"second factor of {user.username} enrolled",
-                  {"device": "totp", "recovery_codes": len(codes)})  # fmt: skip
+        signals.announce(
+            signals.OTP_ENROLLED,
+            user,
+            request,
+            user,
+            f"second factor of {user.username} enrolled",
+            {"device": "totp", "recovery_codes": len(codes)},
+        )
     if request is not None:
         otp_login(request, locked)
         request.session.pop(PENDING_KEY, None)
@@ -160,9 +165,14 @@ def regenerate_recovery_codes(user: User, *, request: HttpRequest | None = None)
         raise SecondFactorError("enrol an authenticator app first")
     with transaction.atomic():
         codes = _new_recovery_codes(user)
-        _announce(signals.OTP_RECOVERY_CODES, user, request, user,
-                  f"recovery codes of {user.username} regenerated",
-                  {"recovery_codes": len(codes)})  # fmt: skip
+        signals.announce(
+            signals.OTP_RECOVERY_CODES,
+            user,
+            request,
+            user,
+            f"recovery codes of {user.username} regenerated",
+            {"recovery_codes": len(codes)},
+        )
     return codes
 
 
@@ -189,8 +199,14 @@ def verify_code(user: User, code: str, request: HttpRequest) -> None:
             return
     refusal = refusal or "wrong code: type the code your app shows now, or a recovery code"
     with transaction.atomic():
-        _announce(signals.OTP_FAILED, user, request, user,
-                  f"second factor of {user.username} refused", {"reason": refusal})  # fmt: skip
+        signals.announce(
+            signals.OTP_FAILED,
+            user,
+            request,
+            user,
+            f"second factor of {user.username} refused",
+            {"reason": refusal},
+        )
     raise SecondFactorError(refusal)
 
 
@@ -202,7 +218,9 @@ def reset_second_factor(user: User, *, actor: User, request: HttpRequest | None 
         TOTPDevice.objects.filter(user=user).delete()
         StaticDevice.objects.filter(user=user).delete()  # the recovery codes with them
         summary = f"second factor of {user.username} reset"
-        _announce(signals.OTP_RESET, actor, request, user, summary, {"devices_removed": removed})
+        signals.announce(
+            signals.OTP_RESET, actor, request, user, summary, {"devices_removed": removed}
+        )
     logger.info("second factor of %s reset by %s", user.username, actor)
     return removed
 
@@ -226,22 +244,3 @@ def _check_allowed(device: TOTPDevice) -> None:
 def _clean(code: str) -> str:
     # Apps show "123 456"; people paste with spaces.
     return "".join(code.split())[:32]
-
-
-def _announce(
-    change: str,
-    actor: User | None,
-    request: HttpRequest | None,
-    user: User,
-    summary: str,
-    data: dict[str, Any],
-) -> None:
-    signals.account_changed.send(
-        sender=change,
-        change=change,
-        actor=actor,
-        request=request,
-        subject=user.get_username(),
-        summary=summary,
-        data=data,
-    )

@@ -9,7 +9,11 @@ recorded is not made.
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib.auth.models import User
 from django.dispatch import Signal
+from django.http import HttpRequest
 
 # What changed (the audit kinds of the same names, docs/audit.md). Names, not secrets.
 USER_CREATED = "user.created"
@@ -27,3 +31,23 @@ OTP_FAILED = "otp.failed"  # a wrong code at the login's second step: a refusal,
 # Sent with: change (one of the above), actor (a User or None for the system), request
 # (or None), subject (the username the change is about), summary, data (plain JSON).
 account_changed = Signal()
+
+
+def announce(
+    change: str,
+    actor: User | None,
+    request: HttpRequest | None,
+    subject: User,
+    summary: str,
+    data: dict[str, Any],
+) -> None:
+    """Send ``account_changed`` for one change of ``subject``'s account (inside its transaction)."""
+    account_changed.send(
+        sender=change,
+        change=change,
+        actor=actor,
+        request=request,
+        subject=subject.get_username(),
+        summary=summary,
+        data=data,
+    )

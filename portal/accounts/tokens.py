@@ -185,13 +185,5 @@ def _announce(
     state: dict[str, object],
 ) -> None:
     verb = "made" if change == signals.TOKEN_CREATED else "revoked"
-    signals.account_changed.send(
-        sender=change,
-        change=change,
-        actor=actor,
-        request=request,
-        subject=owner.get_username(),
-        summary=f"API token {state['name']!r} ({state['prefix']}…)"
-        f" of {owner.get_username()} {verb}",
-        data=state,
-    )
+    summary = f"API token {state['name']!r} ({state['prefix']}…) of {owner.get_username()} {verb}"
+    signals.announce(change, actor, request, owner, summary, dict(state))

@@ -228,8 +228,14 @@ def create_user(
             "roles": sorted(spec.roles),
             "password": "set" if password is not None else "to be set by link",
         }
-        _announce(signals.USER_CREATED, actor, request, user, f"account {username} created",
-                  {"before": None, "after": state})  # fmt: skip
+        signals.announce(
+            signals.USER_CREATED,
+            actor,
+            request,
+            user,
+            f"account {username} created",
+            {"before": None, "after": state},
+        )
         if spec.roles:
             set_operator_roles(user, spec.roles, actor=actor, request=request)
     logger.info("account %s created by %s", username, actor)
@@ -263,9 +269,14 @@ def update_user(
         for name in changed:
             setattr(user, name, new[name])
         user.save(update_fields=changed)
-        _announce(signals.USER_CHANGED, actor, request, user,
-                  f"account {user.username} changed: {', '.join(changed)}",
-                  {"before": before, "after": {name: new[name] for name in changed}})  # fmt: skip
+        signals.announce(
+            signals.USER_CHANGED,
+            actor,
+            request,
+            user,
+            f"account {user.username} changed: {', '.join(changed)}",
+            {"before": before, "after": {name: new[name] for name in changed}},
+        )
     return changed
 
 
@@ -299,9 +310,14 @@ def deactivate_user(user: User, *, actor: User, request: HttpRequest | None = No
         user.is_active = False
         tokens = revoke_all_tokens(user, actor=actor)
         sessions = delete_sessions(user.pk)
-        _announce(signals.USER_DEACTIVATED, actor, request, user,
-                  f"account {user.username} deactivated",
-                  {"tokens_revoked": tokens, "sessions_ended": sessions})  # fmt: skip
+        signals.announce(
+            signals.USER_DEACTIVATED,
+            actor,
+            request,
+            user,
+            f"account {user.username} deactivated",
+            {"tokens_revoked": tokens, "sessions_ended": sessions},
+        )
         user_id = user.pk
         transaction.on_commit(lambda: end_sessions(user_id, "deactivated"))
     logger.info("account %s deactivated by %s", user.username, actor)
@@ -318,8 +334,14 @@ def reactivate_user(user: User, *, actor: User, request: HttpRequest | None = No
         user.is_active = True
         # Tokens made while it was deactivated (the shell's issue_token can) die here too.
         tokens = revoke_all_tokens(user, actor=actor)
-        _announce(signals.USER_REACTIVATED, actor, request, user,
-                  f"account {user.username} reactivated", {"tokens_revoked": tokens})  # fmt: skip
+        signals.announce(
+            signals.USER_REACTIVATED,
+            actor,
+            request,
+            user,
+            f"account {user.username} reactivated",
+            {"tokens_revoked": tokens},
+        )
 
 
 def set_password(
@@ -334,8 +356,14 @@ def set_password(
     with transaction.atomic():
         user.set_password(password)
         user.save()
-        _announce(signals.USER_PASSWORD_RESET, actor, request, user,
-                  f"password of {user.username} reset by an admin", {"method": "set"})  # fmt: skip
+        signals.announce(
+            signals.USER_PASSWORD_RESET,
+            actor,
+            request,
+            user,
+            f"password of {user.username} reset by an admin",
+            {"method": "set"},
+        )
 
 
 def password_link(user: User, request: HttpRequest | None) -> str:
@@ -375,25 +403,11 @@ def send_password_link(user: User, *, actor: User, request: HttpRequest | None =
         logger.warning("could not send a password link to %s: %s", user.email, exc)
         raise UserError({"email": f"the e-mail to {user.email} could not be sent: {exc}"}) from exc
     with transaction.atomic():
-        _announce(signals.USER_PASSWORD_RESET, actor, request, user,
-                  f"set-password link sent to {user.username}",
-                  {"method": "link", "email": user.email})  # fmt: skip
-
-
-def _announce(
-    change: str,
-    actor: User | None,
-    request: HttpRequest | None,
-    user: User,
-    summary: str,
-    data: dict[str, Any],
-) -> None:
-    signals.account_changed.send(
-        sender=change,
-        change=change,
-        actor=actor,
-        request=request,
-        subject=user.get_username(),
-        summary=summary,
-        data=data,
-    )
+        signals.announce(
+            signals.USER_PASSWORD_RESET,
+            actor,
+            request,
+            user,
+            f"set-password link sent to {user.username}",
+            {"method": "link", "email": user.email},
+        )
