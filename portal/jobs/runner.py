@@ -42,6 +42,20 @@ CANCEL_CHECK_INTERVAL = 0.5
 HEARTBEAT_INTERVAL = 5.0
 
 
+def _progress_of(
+    job: Job, on_progress: ProgressCallback | None
+) -> Callable[[Sequence[NodeReply]], None]:
+    """What a runner calls with each stored frame: push it to the job's watchers, then to the
+    caller's callback (the ``rpc`` command prints it)."""
+
+    def progress(replies: Sequence[NodeReply]) -> None:
+        push_job_frame(job, replies)
+        if on_progress is not None:
+            on_progress(job, replies)
+
+    return progress
+
+
 def run_job(job_id: int, on_progress: ProgressCallback | None = None) -> Job | None:
     """Run a queued job to its end; ``None`` if another run already claimed it.
 
@@ -53,10 +67,7 @@ def run_job(job_id: int, on_progress: ProgressCallback | None = None) -> Job | N
         logger.warning("job %s was already claimed; not sending it again", job_id)
         return None
 
-    def progress(replies: Sequence[NodeReply]) -> None:
-        push_job_frame(job, replies)
-        if on_progress is not None:
-            on_progress(job, replies)
+    progress = _progress_of(job, on_progress)
 
     progress(())
     # Checked again before anything is sent: a grant revoked (or narrowed) since the job was
@@ -110,10 +121,7 @@ def salvage_job(
         logger.info("job %s: already taken over by %s", job_id, job.runner)
         return None
 
-    def progress(replies: Sequence[NodeReply]) -> None:
-        push_job_frame(job, replies)
-        if on_progress is not None:
-            on_progress(job, replies)
+    progress = _progress_of(job, on_progress)
 
     before = job.replied_count
     sent = job.targeted[: job.sent_count]
